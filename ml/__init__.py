@@ -1,0 +1,1 @@
+"""Pure-Python core of the territory planner: loading, scoring, territories and monitors (no Dagster)."""

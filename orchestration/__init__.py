@@ -1,0 +1,1 @@
+"""Dagster orchestration of the territory planner: assets, checks, schedules and the `territory` CLI."""

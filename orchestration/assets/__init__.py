@@ -1,0 +1,1 @@
+"""Assets by domain: ingest, features (dbt), scoring, territories, monitors, publish."""

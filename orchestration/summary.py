@@ -1,0 +1,76 @@
+"""The short run summary `territory run` prints: inputs, tiers, model metrics, balance, monitors, checks."""
+
+from __future__ import annotations
+
+from dagster import ExecuteInProcessResult
+
+from orchestration.resources import PipelineSettings
+
+
+def failed_checks(result: ExecuteInProcessResult) -> list[str]:
+    """Names and severities of asset checks that did not pass in this run."""
+    return [
+        f"{e.asset_key.to_user_string()}:{e.check_name} ({e.severity.value})"
+        for e in result.get_asset_check_evaluations()
+        if not e.passed
+    ]
+
+
+def _rows(con, sql: str) -> list[tuple]:
+    return con.execute(sql).fetchall()
+
+
+def print_run_summary(settings: PipelineSettings, result: ExecuteInProcessResult, seconds: float) -> None:
+    lines = [f"run {result.run_id} succeeded in {seconds:.0f} s", "", "inputs (rows in = accepted + rejected):"]
+    with settings.reader() as con:
+        for file, total, accepted, rejected in _rows(
+            con, "select file, input_rows, accepted_rows, rejected_rows from input_row_counts order by file"
+        ):
+            lines.append(f"  {file:<20} {total:>10,} = {accepted:>10,} accepted + {rejected:>8,} rejected")
+        absent = [r[0] for r in _rows(con, "select table_name from raw.load_manifest where not present")]
+        if absent:
+            lines.append(f"  absent optional files (features switched off): {', '.join(absent)}")
+
+        tiers = dict(_rows(con, "select tier, count(*) from account_scores group by tier"))
+        total = sum(tiers.values())
+        lines.append("")
+        lines.append("tiers: " + ", ".join(f"{t} {tiers.get(t, 0):,}" for t in "ABC") + f" (of {total:,} accounts)")
+        metrics = dict(_rows(con, """
+            select metric, value from score_model_metrics
+            where layer = 'combined' and split = 'test' and metric in ('auc', 'brier', 'ece', 'log_loss', 'n')
+        """))
+        low_conf = _rows(con, "select max(value) from score_model_metrics where metric = 'low_confidence'")[0][0]
+        shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in ("auc", "brier", "ece", "log_loss") if k in metrics)
+        lines.append(f"model (held-out test, n={int(metrics.get('n', 0)):,}): {shown or 'no held-out outcomes'}"
+                     + ("  [LOW CONFIDENCE: too few outcomes]" if low_conf else ""))
+        lift = _rows(con, "select tier, n, conversion_rate from tier_lift order by tier")
+        if lift:
+            lines.append("tier lift (held-out conversion): "
+                         + ", ".join(f"{t} {rate:.1%} (n={n:,})" for t, n, rate in lift if rate is not None))
+
+        basis, count, dev_pot, dev_work, dev_cnt = _rows(con, """
+            select any_value(basis), count(*),
+                   max(abs(potential / nullif(avg(potential) over (), 0) - 1)),
+                   max(abs(workload / nullif(avg(workload) over (), 0) - 1)),
+                   max(abs(account_count / nullif(avg(account_count) over (), 0) - 1))
+            from territories
+        """)[0]
+        lines.append("")
+        lines.append(f"territories: {count} ({basis}); max deviation from mean: potential {dev_pot or 0:.1%}, "
+                     f"workload {dev_work or 0:.1%}, accounts {dev_cnt or 0:.1%} "
+                     f"(tolerance {settings.load_policy().territories.tolerance:.0%})")
+        drift = dict(_rows(con, "select status, count(*) from monitor_score_drift group by status"))
+        coverage = dict(_rows(con, "select status, count(*) from monitor_coverage group by status"))
+        lines.append("monitors: drift " + ", ".join(f"{k} {v}" for k, v in sorted(drift.items()))
+                     + "; coverage " + ", ".join(f"{k} {v}" for k, v in sorted(coverage.items())))
+    failed = failed_checks(result)
+    lines.append("checks: all passed" if not failed else "checks not passed: " + "; ".join(failed))
+    lines += [
+        "",
+        f"warehouse:  {settings.warehouse_path}",
+        f"analysts:   {settings.analytics_path} (read-only copy, safe to query during runs)",
+        "query:      .venv/bin/python -c \"import duckdb; print(duckdb.connect('"
+        f"{settings.analytics_path}', read_only=True).sql('select tier, count(*) from account_scores group by 1'))\"",
+        "lineage UI: make ui  (or .venv/bin/territory ui), then open http://127.0.0.1:3000",
+    ]
+    print("\n".join(lines), flush=True)
