@@ -18,7 +18,7 @@ SCOPE_KEY = "scope"
 ALL_ROWS = "all_rows"
 
 # A number as text, as the CSV importer stores it: optional sign, decimals or exponent, stray blanks.
-NUMERIC_TEXT = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+NUMERIC_TEXT = r"^\s*[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*$"
 BLANK_TEXT = r"^\s*$"
 
 

@@ -9,6 +9,7 @@ file, the column and the rows.
 from __future__ import annotations
 
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,146 +61,157 @@ def find_table_file(input_dir: Path, table: str) -> Path | None:
     return present[0] if present else None
 
 
-def read_table_file(path: Path) -> pl.DataFrame:
-    """Read a file as text columns plus a 1-based `_row_number` in file order."""
+def stage_csv_as_parquet(path: Path, staging_dir: Path) -> Path:
+    """Stream a CSV into Parquet with a 1-based `_row_number`, so DuckDB reads it in bounded memory."""
+    target = staging_dir / f"{path.name}.parquet"
     try:
-        if path.name.endswith(".parquet"):
-            frame = pl.read_parquet(path)
-            frame = frame.with_columns(pl.all().cast(pl.String))
-        else:
-            frame = pl.read_csv(
-                path,
-                infer_schema=False,
-                separator="\t" if path.suffix == ".tsv" else ",",
-                encoding="utf8-lossy",
-            )
-    except Exception as exc:  # noqa: BLE001 - any reader failure is reported as an unreadable file
+        (
+            pl.scan_csv(path, infer_schema=False, separator="\t" if path.suffix == ".tsv" else ",",
+                        encoding="utf8-lossy")
+            .with_row_index("_row_number", offset=1)
+            .sink_parquet(target)
+        )
+    except Exception as exc:
         raise InputError(f"{path}: the file cannot be read ({exc.__class__.__name__}: {exc}). "
+                         "Check that it is a valid CSV with a header row.") from exc
+    return target
+
+
+def source_columns(con: duckdb.DuckDBPyConnection, parquet: Path, path: Path) -> dict[str, str]:
+    """Normalised column name -> the file's own column name; refuses names that collide."""
+    try:
+        described = con.execute(f"describe select * from read_parquet('{parquet}')").fetchall()
+    except duckdb.Error as exc:
+        raise InputError(f"{path}: the file cannot be read ({exc}). "
                          "Check that it is a valid CSV with a header row or a Parquet file.") from exc
-    renamed = [normalise_column_name(c) for c in frame.columns]
-    duplicated = sorted({c for c in renamed if renamed.count(c) > 1})
-    if duplicated:
-        raise InputError(f"{path}: column(s) {duplicated} appear more than once after normalising names "
-                         "(case, spaces and punctuation are ignored); rename one of them")
-    frame.columns = renamed
-    return frame.with_row_index("_row_number", offset=1).with_columns(pl.col("_row_number").cast(pl.Int64))
+    mapping: dict[str, str] = {}
+    for name, *_ in described:
+        if name == "_row_number" and not path.name.endswith(".parquet"):
+            continue
+        normalised = normalise_column_name(name)
+        if normalised in mapping:
+            raise InputError(f"{path}: columns '{mapping[normalised]}' and '{name}' are the same after normalising "
+                             "names (case, spaces and punctuation are ignored); rename one of them")
+        mapping[normalised] = name
+    return mapping
 
 
-def check_required_columns(frame: pl.DataFrame, spec: TableSpec, path: Path) -> None:
-    missing = [c for c in spec.required if c not in frame.columns]
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def check_required_columns(columns: dict[str, str], spec: TableSpec, path: Path) -> None:
+    missing = [c for c in spec.required if c not in columns]
     if missing:
-        raise InputError(f"{path}: required column(s) {missing} are missing; found {frame.columns[1:]}. "
+        raise InputError(f"{path}: required column(s) {missing} are missing; found {list(columns.values())}. "
                          f"The {spec.name} file needs {list(spec.required)}.")
 
 
-def check_unique_key(frame: pl.DataFrame, spec: TableSpec, path: Path) -> None:
-    if spec.key is None or spec.key not in frame.columns:
+def check_unique_key(con: duckdb.DuckDBPyConnection, table: str, spec: TableSpec, path: Path) -> None:
+    if spec.key is None:
         return
-    key = pl.col(spec.key).str.strip_chars()
-    dupes = (
-        frame.filter(key.is_not_null() & (key != ""))
-        .group_by(key.alias("key"))
-        .agg(pl.col("_row_number").sort().alias("rows"), pl.len().alias("n"))
-        .filter(pl.col("n") > 1)
-        .sort("n", "key", descending=[True, False])
-    )
-    if dupes.height:
-        examples = "; ".join(
-            f"'{r['key']}' on rows {r['rows'][:MAX_ROWS_IN_MESSAGE]}"
-            for r in dupes.head(MAX_ROWS_IN_MESSAGE).iter_rows(named=True)
-        )
-        raise InputError(f"{path}: column '{spec.key}' must be unique but {dupes.height} value(s) repeat: "
+    dupes = con.execute(f"""
+        select key, n, rows from (
+            select trim({spec.key}) as key, count(*) as n, list(_row_number order by _row_number) as rows
+            from {table} where nullif(trim({spec.key}), '') is not null group by 1
+        ) where n > 1 order by n desc, key
+    """).fetchall()
+    if dupes:
+        examples = "; ".join(f"'{key}' on rows {rows[:MAX_ROWS_IN_MESSAGE]}" for key, _, rows in
+                             dupes[:MAX_ROWS_IN_MESSAGE])
+        raise InputError(f"{path}: column '{spec.key}' must be unique but {len(dupes)} value(s) repeat: "
                          f"{examples}. Remove the duplicates or give them distinct ids.")
 
 
-def conform_to_contract(frame: pl.DataFrame | None, spec: TableSpec, source_file: str | None) -> pl.DataFrame:
-    """Every contract column as text (null when absent), then `_row_number` and `_source_file`."""
-    if frame is None:
-        columns = {c: pl.Series(c, [], dtype=pl.String) for c in spec.columns}
-        columns["_row_number"] = pl.Series("_row_number", [], dtype=pl.Int64)
-        columns["_source_file"] = pl.Series("_source_file", [], dtype=pl.String)
-        return pl.DataFrame(columns)
+def create_raw_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path | None,
+                     staging_dir: Path) -> TableLoad:
+    """Create raw.<table> with every contract column as text; an absent file gives an empty table."""
+    table = f"{RAW_SCHEMA}.{spec.name}"
+    if path is None:
+        columns = ", ".join(f"null::varchar as {c}" for c in spec.columns)
+        con.execute(f"create or replace table {table} as select {columns}, null::bigint as _row_number, "
+                    "null::varchar as _source_file limit 0")
+        return TableLoad(spec.name, None, 0)
+    is_parquet = path.name.endswith(".parquet")
+    parquet = path if is_parquet else stage_csv_as_parquet(path, staging_dir)
+    columns = source_columns(con, parquet, path)
+    check_required_columns(columns, spec, path)
     selected = [
-        pl.col(c) if c in frame.columns else pl.lit(None, dtype=pl.String).alias(c) for c in spec.columns
+        f"cast({_quote(columns[c])} as varchar) as {c}" if c in columns else f"null::varchar as {c}"
+        for c in spec.columns
     ]
-    return frame.select(*selected, "_row_number", pl.lit(source_file, dtype=pl.String).alias("_source_file"))
+    row_number = "file_row_number + 1" if is_parquet else "_row_number"
+    extras = [c for c in columns if c not in spec.columns]
+    extra_select = "".join(f", cast({_quote(columns[c])} as varchar) as {_quote('extra__' + c)}" for c in extras)
+    file_name = path.name.replace("'", "''")
+    try:
+        con.execute(f"""
+            create or replace table {table} as
+            select {', '.join(selected)}, cast({row_number} as bigint) as _row_number,
+                   '{file_name}' as _source_file {extra_select}
+            from read_parquet('{parquet}', file_row_number = true)
+        """)
+    except duckdb.Error as exc:
+        raise InputError(f"{path}: the file cannot be read ({exc}).") from exc
+    check_unique_key(con, table, spec, path)
+    return TableLoad(spec.name, path.name, con.execute(f"select count(*) from {table}").fetchone()[0], extras)
 
 
-def account_attributes(frame: pl.DataFrame | None, spec: TableSpec) -> pl.DataFrame:
-    """Columns outside the contract on the accounts file, as long (account_id, attribute, value) rows."""
-    empty = pl.DataFrame(
-        {"account_id": [], "attribute": [], "value": [], "_row_number": []},
-        schema={"account_id": pl.String, "attribute": pl.String, "value": pl.String, "_row_number": pl.Int64},
-    )
-    if frame is None:
-        return empty
-    extras = [c for c in frame.columns if c not in spec.columns and c != "_row_number"]
+def split_account_attributes(con: duckdb.DuckDBPyConnection, extras: list[str]) -> None:
+    """Move extra account columns into long (account_id, attribute, value) rows, out of raw.accounts."""
+    target = f"{RAW_SCHEMA}.account_attributes"
     if not extras:
-        return empty
-    return (
-        frame.select("account_id", "_row_number", *extras)
-        .unpivot(index=["account_id", "_row_number"], on=extras, variable_name="attribute", value_name="value")
-        .select("account_id", "attribute", "value", "_row_number")
+        con.execute(f"create or replace table {target} (account_id varchar, attribute varchar, value varchar, "
+                    "_row_number bigint)")
+        return
+    parts = [
+        f"select account_id, '{c}' as attribute, {_quote('extra__' + c)} as value, _row_number "
+        f"from {RAW_SCHEMA}.accounts"
+        for c in extras
+    ]
+    con.execute(f"create or replace table {target} as {' union all '.join(parts)} order by _row_number, attribute")
+    for c in extras:
+        con.execute(f"alter table {RAW_SCHEMA}.accounts drop column {_quote('extra__' + c)}")
+
+
+def write_manifest(con: duckdb.DuckDBPyConnection, loads: dict[str, TableLoad]) -> None:
+    con.execute(f"create or replace table {RAW_SCHEMA}.load_manifest (table_name varchar, source_file varchar, "
+                "present boolean, input_rows bigint)")
+    con.executemany(
+        f"insert into {RAW_SCHEMA}.load_manifest values (?, ?, ?, ?)",
+        [(t.table, t.source_file, t.source_file is not None, t.input_rows) for t in loads.values()],
     )
-
-
-def read_export(input_dir: str | Path) -> tuple[dict[str, pl.DataFrame], LoadResult]:
-    """Read and validate every contract table of an export folder; raise InputError on fatal problems."""
-    folder = Path(input_dir)
-    if not folder.is_dir():
-        raise InputError(f"input folder {folder} does not exist; pass --input with a CRM export folder")
-    frames: dict[str, pl.DataFrame] = {}
-    loads: dict[str, TableLoad] = {}
-    notes: list[str] = []
-    raw_accounts: pl.DataFrame | None = None
-    for spec in TABLES:
-        path = find_table_file(folder, spec.name)
-        if path is None:
-            if spec.required_file:
-                raise InputError(f"{folder}: required file '{spec.name}.csv' (or .parquet) is missing; "
-                                 f"it needs the columns {list(spec.required)}")
-            notes.append(f"no {spec.name} file: features that need it are switched off")
-            frames[spec.name] = conform_to_contract(None, spec, None)
-            loads[spec.name] = TableLoad(spec.name, None, 0)
-            continue
-        frame = read_table_file(path)
-        check_required_columns(frame, spec, path)
-        check_unique_key(frame, spec, path)
-        if spec.name == "accounts":
-            raw_accounts = frame
-        extras = [c for c in frame.columns if c not in spec.columns and c != "_row_number"]
-        if extras and spec.name != "accounts":
-            notes.append(f"{path.name}: columns {extras} are not in the contract and are ignored")
-        frames[spec.name] = conform_to_contract(frame, spec, path.name)
-        loads[spec.name] = TableLoad(spec.name, path.name, frame.height, extras)
-    frames["account_attributes"] = account_attributes(raw_accounts, TABLES[0])
-    return frames, LoadResult(str(folder), loads, notes)
-
-
-def write_raw_tables(frames: dict[str, pl.DataFrame], result: LoadResult, warehouse: str | Path) -> None:
-    """Replace the raw schema in one transaction; the connection is closed before returning."""
-    Path(warehouse).parent.mkdir(parents=True, exist_ok=True)
-    manifest = pl.DataFrame(
-        {
-            "table_name": [t.table for t in result.tables.values()],
-            "source_file": [t.source_file for t in result.tables.values()],
-            "present": [t.source_file is not None for t in result.tables.values()],
-            "input_rows": [t.input_rows for t in result.tables.values()],
-        },
-        schema={"table_name": pl.String, "source_file": pl.String, "present": pl.Boolean, "input_rows": pl.Int64},
-    )
-    with duckdb.connect(str(warehouse)) as con:
-        con.execute(f"create schema if not exists {RAW_SCHEMA}")
-        con.execute("begin transaction")
-        for name, frame in {**frames, "load_manifest": manifest}.items():
-            con.register("incoming", frame.to_arrow())
-            con.execute(f"create or replace table {RAW_SCHEMA}.{name} as select * from incoming")
-            con.unregister("incoming")
-        con.execute("commit")
 
 
 def load_export(input_dir: str | Path, warehouse: str | Path) -> LoadResult:
-    """Validate an export folder and write it to the raw schema of the warehouse."""
-    frames, result = read_export(input_dir)
-    write_raw_tables(frames, result, warehouse)
-    return result
+    """Validate an export folder and replace the raw schema in one transaction (all or nothing)."""
+    folder = Path(input_dir)
+    if not folder.is_dir():
+        raise InputError(f"input folder {folder} does not exist; pass --input with a CRM export folder")
+    paths = {spec.name: find_table_file(folder, spec.name) for spec in TABLES}
+    for spec in TABLES:
+        if spec.required_file and paths[spec.name] is None:
+            raise InputError(f"{folder}: required file '{spec.name}.csv' (or .parquet) is missing; "
+                             f"it needs the columns {list(spec.required)}")
+    Path(warehouse).parent.mkdir(parents=True, exist_ok=True)
+    loads: dict[str, TableLoad] = {}
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="territory-ingest-") as staging, duckdb.connect(str(warehouse)) as con:
+        con.execute(f"create schema if not exists {RAW_SCHEMA}")
+        con.execute("begin transaction")
+        try:
+            for spec in TABLES:
+                load = create_raw_table(con, spec, paths[spec.name], Path(staging))
+                loads[spec.name] = load
+                if load.source_file is None:
+                    notes.append(f"no {spec.name} file: features that need it are switched off")
+                elif load.extra_columns and spec.name != "accounts":
+                    notes.append(f"{load.source_file}: columns {load.extra_columns} are not in the contract "
+                                 "and are ignored")
+            split_account_attributes(con, loads["accounts"].extra_columns)
+            write_manifest(con, loads)
+        except BaseException:
+            con.execute("rollback")
+            raise
+        con.execute("commit")
+    return LoadResult(str(folder), loads, notes)

@@ -9,6 +9,7 @@ from pathlib import Path
 import duckdb
 
 from ml.contract import TABLES
+from ml.ingest import SUPPORTED_SUFFIXES
 
 _READ_OPTIONS = "header = true, all_varchar = true, delim = ',', quote = '\"'"
 
@@ -95,7 +96,7 @@ def prepare_out(out: Path, files: Iterable[str]) -> None:
     stale = sorted(
         name
         for table in TABLES
-        for name in (f"{table.name}.csv", f"{table.name}.parquet")
+        for name in (f"{table.name}{suffix}" for suffix in SUPPORTED_SUFFIXES)
         if name not in ours and (out / name).exists()
     )
     if stale:

@@ -121,7 +121,8 @@ def _notes(con: duckdb.DuckDBPyConnection) -> list[str]:
     for column, fixes in (("sector", SECTOR_FIXES), ("office_location", COUNTRY_FIXES)):
         for bad, good in fixes.items():
             if fixed := n(f"select 1 from src_accounts where {column} = '{bad}'"):
-                notes.append(f"accounts.csv {column} '{bad}' corrected to '{good}' on {fixed:,} accounts")
+                notes.append(f"accounts.csv {column} '{bad}' corrected to '{good}' on {fixed:,} "
+                             f"account{'s' if fixed != 1 else ''}")
     if blank := n("select 1 from src_accounts where account is null"):
         notes.append(f"{blank:,} accounts have no name: written with an empty account_id, "
                      "which the pipeline rejects with a reason")

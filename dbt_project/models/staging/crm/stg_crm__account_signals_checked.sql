@@ -1,0 +1,64 @@
+with
+
+raw_account_signals as (
+
+    select
+        _source_file,
+        _row_number,
+        account_id,
+        layer,
+        signal,
+        value,
+        observed_at
+    from {{ source('raw', 'account_signals') }}
+
+),
+
+accounts as (
+
+    select account_id from {{ ref('stg_crm__accounts') }}
+
+),
+
+cleaned as (
+
+    select
+        _source_file,
+        _row_number,
+        {{ clean_text('account_id') }} as account_id,
+        -- Most signal exports describe the account itself, so an unlabelled signal is a fit signal.
+        coalesce(lower({{ clean_text('layer') }}), 'fit') as layer,
+        {{ clean_text('signal') }} as signal,
+        {{ clean_text('value') }} as value,
+        {{ clean_text('observed_at') }} as observed_at
+    from raw_account_signals
+
+),
+
+final as (
+
+    select
+        _source_file,
+        _row_number,
+        account_id,
+        layer,
+        {{ normalize_code('signal') }} as signal,
+        {{ dbt.safe_cast('value', 'double') }} as value,
+        {{ parse_timestamp('observed_at') }} as observed_at,
+        coalesce(
+            {{ reject_if_empty('account_id') }},
+            {{ reject_if_empty('signal') }},
+            {{ reject_if_empty('value') }},
+            {{ reject_if_not_number('value') }},
+            case
+                when layer not in ('fit', 'engagement', 'persona')
+                    then 'layer is not fit, engagement or persona: ' || {{ quoted('layer') }}
+            end,
+            {{ reject_if_not_date('observed_at') }},
+            {{ reject_if_unknown_account('accounts') }}
+        ) as reject_reason
+    from cleaned
+
+)
+
+select * from final

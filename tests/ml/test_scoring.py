@@ -1,0 +1,397 @@
+"""Tests for ml.scoring on synthetic accounts with a known logistic truth, and on the Maven CRM export."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+
+from ml.policy import Policy, TierPolicy
+from ml.scoring import (
+    ScoringResult,
+    assign_tiers,
+    expected_calibration_error,
+    percentile_rank,
+    score_accounts,
+)
+
+MAVEN = Path(__file__).resolve().parents[3] / "shared" / "data" / "maven_crm"
+SCORED_AT = datetime(2025, 1, 1)
+INDUSTRY_EFFECT = {"software": 0.8, "retail": -0.6, "health": 0.0, "finance": 0.2}
+
+
+def no_technologies() -> pd.DataFrame:
+    return pd.DataFrame({"account_id": pd.Series([], dtype="str"), "technology": pd.Series([], dtype="str")})
+
+
+def no_attributes() -> pd.DataFrame:
+    return pd.DataFrame(columns=["account_id", "attribute", "value"])
+
+
+def no_signals() -> pd.DataFrame:
+    return pd.DataFrame(columns=["account_id", "layer", "signal", "value"])
+
+
+def synthetic(
+    n: int = 4000, rows_per_account: int = 3, seed: int = 0, extra_logit: np.ndarray | None = None
+) -> tuple[dict, np.ndarray]:
+    """Accounts whose win probability follows a known logistic model over fit, engagement and industry."""
+    rng = np.random.default_rng(seed)
+    ids = np.array([f"A{i:05d}" for i in range(n)])
+    employees = rng.normal(size=n)
+    growth = rng.normal(size=n)
+    views = rng.poisson(5, n).astype(float)
+    industry = rng.choice(list(INDUSTRY_EFFECT), n)
+    truth_logit = -0.3 + 1.0 * employees - 0.8 * growth + 0.5 * (views - 5)
+    if extra_logit is not None:
+        truth_logit = truth_logit + extra_logit
+    truth = 1 / (1 + np.exp(-(truth_logit + pd.Series(industry).map(INDUSTRY_EFFECT).to_numpy())))
+    features = pd.DataFrame({
+        "account_id": ids, "account_name": ids, "industry": industry, "fit_employees": employees,
+        "fit_growth": growth, "fit_industry": industry, "eng_pricing_page_views_30d": views,
+    })
+    account = np.repeat(np.arange(n), rows_per_account)
+    won = rng.random(len(account)) < truth[account]
+    created = pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 365, len(account)), "D")
+    outcomes = pd.DataFrame({
+        "opportunity_id": [f"O{i:06d}" for i in range(len(account))],
+        "account_id": ids[account],
+        "outcome": np.where(won, "won", "lost"),
+        "created_at": created,
+        "closed_at": created + pd.to_timedelta(rng.integers(1, 90, len(account)), "D"),
+        "amount": np.round(rng.lognormal(9, 1, len(account)), 2),
+    })
+    inputs = {
+        "features": features, "outcomes": outcomes, "technologies": no_technologies(),
+        "attributes": no_attributes(), "signals": no_signals(),
+    }
+    return inputs, truth
+
+
+def run(inputs: dict, policy: Policy | None = None) -> ScoringResult:
+    return score_accounts(
+        inputs["features"], inputs["outcomes"], inputs["technologies"], inputs["attributes"],
+        inputs["signals"], policy or Policy(), "test-v1", SCORED_AT,
+    )
+
+
+def metric(result: ScoringResult, layer: str, split: str, name: str) -> float:
+    m = result.metrics
+    rows = m[(m["layer"] == layer) & (m["split"] == split) & (m["metric"] == name)]
+    assert len(rows) == 1, f"expected one {layer}/{split}/{name} metric, got {len(rows)}"
+    return float(rows["value"].iloc[0])
+
+
+def weight(result: ScoringResult, layer: str, feature: str) -> float:
+    w = result.weights
+    return float(w.loc[(w["layer"] == layer) & (w["feature"] == feature), "weight"].item())
+
+
+@pytest.fixture(scope="module")
+def known_truth() -> tuple[dict, np.ndarray, ScoringResult]:
+    inputs, truth = synthetic()
+    return inputs, truth, run(inputs)
+
+
+def test_probabilities_rank_like_the_truth_and_are_calibrated(known_truth):
+    _, truth, result = known_truth
+    scores = result.account_scores
+    assert spearmanr(scores["conversion_probability"], truth).statistic >= 0.9
+    assert metric(result, "combined", "test", "ece") <= 0.05
+    assert metric(result, "combined", "test", "auc") > 0.75
+    assert scores["conversion_probability"].between(0, 1).all()
+    assert result.summary["split_method"] == "time"
+    assert result.summary["low_confidence"] is False
+    assert metric(result, "combined", "train", "low_confidence") == 0.0
+    assert not scores["low_confidence"].any()
+    assert (scores["model_version"] == "test-v1").all() and (scores["scored_at"] == SCORED_AT).all()
+    assert list(scores.columns) == [
+        "account_id", "fit_score", "engagement_score", "persona_score", "conversion_probability",
+        "priority_score", "tier", "top_factors", "expected_deal_value", "potential", "low_confidence",
+        "model_version", "scored_at",
+    ]
+
+
+def test_recovered_weights_have_the_signs_of_the_truth(known_truth):
+    _, _, result = known_truth
+    assert weight(result, "fit", "fit_employees") > 0
+    assert weight(result, "fit", "fit_growth") < 0
+    assert weight(result, "engagement", "eng_pricing_page_views_30d") > 0
+    assert weight(result, "fit", "fit_industry=software") > weight(result, "fit", "fit_industry=retail")
+    assert weight(result, "combined", "fit") > 0
+    assert weight(result, "combined", "engagement") > 0
+    assert result.summary["active_layers"] == ["fit", "engagement"]
+    assert "persona" in result.summary["switched_off_layers"]
+    assert result.account_scores["persona_score"].isna().all()
+
+
+def test_metrics_cover_every_active_layer_and_split(known_truth):
+    _, _, result = known_truth
+    n = {split: metric(result, "combined", split, "n") for split in ("train", "calibration", "test")}
+    assert n == {"train": 7200.0, "calibration": 2400.0, "test": 2400.0}
+    assert set(result.metrics["layer"]) == {"fit", "engagement", "combined"}
+    for layer in ("fit", "engagement"):
+        assert 0.6 < metric(result, layer, "test", "auc") < metric(result, "combined", "test", "auc")
+
+
+def test_tiers_follow_priority_cutoffs_and_lift_is_monotone(known_truth):
+    _, _, result = known_truth
+    scores = result.account_scores
+    priority = scores["priority_score"]
+    expected = np.where(priority >= 85, "A", np.where(priority >= 50, "B", "C"))
+    assert (scores["tier"].to_numpy() == expected).all()
+    assert abs((scores["tier"] == "A").mean() - 0.15) < 0.01
+    lift = result.tier_lift.set_index("tier")
+    assert lift["n"].sum() == 2400
+    rate = lift["conversion_rate"]
+    assert rate["A"] > rate["B"] > rate["C"]
+    assert np.allclose(lift["won"] / lift["n"], lift["conversion_rate"])
+
+
+def test_potential_uses_own_then_industry_then_global_median_won_amount(known_truth):
+    inputs, _, result = known_truth
+    outcomes, features = inputs["outcomes"], inputs["features"]
+    scores = result.account_scores.set_index("account_id")
+    won = outcomes[outcomes["outcome"] == "won"]
+    own = won.groupby("account_id")["amount"].median()
+    with_won = own.index[0]
+    assert scores.loc[with_won, "expected_deal_value"] == pytest.approx(own.iloc[0])
+    never_won = min(set(features["account_id"]) - set(own.index))
+    industry = features.set_index("account_id").loc[never_won, "industry"]
+    industry_won = won[won["account_id"].map(features.set_index("account_id")["industry"]) == industry]
+    assert scores.loc[never_won, "expected_deal_value"] == pytest.approx(industry_won["amount"].median())
+    assert np.allclose(scores["potential"], scores["conversion_probability"] * scores["expected_deal_value"])
+
+
+def test_top_factors_name_real_features_with_the_right_sign(known_truth):
+    inputs, _, result = known_truth
+    features = inputs["features"].set_index("account_id")
+    scores = result.account_scores.set_index("account_id")
+    # A software account with few employees and the most page views: views and industry push up,
+    # employees pulls down.
+    candidates = features[(features["industry"] == "software") & (features["fit_employees"] < -0.5)]
+    account = candidates["eng_pricing_page_views_30d"].idxmax()
+    up, down = scores.loc[account, "top_factors"].split(" | ")
+    views = int(features.loc[account, "eng_pricing_page_views_30d"])
+    assert re.search(rf"\+ pricing page views 30d: {views} \(\+\d+\.\d\d\)", up)
+    assert re.search(r"\+ industry: software \(\+\d+\.\d\d\)", up)
+    shown = re.search(r"- employees: (-\d+\.\d\d) \(-\d+\.\d\d\)", down)
+    assert shown and float(shown.group(1)) == pytest.approx(features.loc[account, "fit_employees"], abs=0.006)
+    # Within each side the amounts run from strongest to weakest.
+    amounts = [float(a) for a in re.findall(r"\(\+(\d+\.\d\d)\)", up)]
+    assert amounts == sorted(amounts, reverse=True) and 2 <= len(amounts) <= 3
+
+
+def test_held_out_outcomes_never_reach_the_models():
+    inputs, _ = synthetic(n=1500, rows_per_account=2, seed=3)
+    base = run(inputs)
+    outcomes = inputs["outcomes"]
+    cutoff = outcomes["closed_at"].sort_values().iloc[int(len(outcomes) * 0.8)]
+    opposite = np.where(outcomes["outcome"] == "won", "lost", "won")
+    flipped = outcomes.assign(outcome=np.where(outcomes["closed_at"] > cutoff, opposite, outcomes["outcome"]))
+    changed = run({**inputs, "outcomes": flipped})
+    assert np.allclose(base.weights["weight"], changed.weights["weight"])
+    assert np.allclose(base.account_scores["conversion_probability"],
+                       changed.account_scores["conversion_probability"])
+    assert metric(base, "combined", "test", "base_rate") != metric(changed, "combined", "test", "base_rate")
+
+
+def test_time_split_puts_the_latest_closed_rows_in_test():
+    inputs, _ = synthetic(n=1000, rows_per_account=2, seed=5)
+    outcomes = inputs["outcomes"].copy()
+    # Some rows only have a creation date: they are ordered by it instead.
+    outcomes.loc[outcomes.index[:100], "closed_at"] = pd.NaT
+    result = run({**inputs, "outcomes": outcomes})
+    ordered = outcomes.assign(date=outcomes["closed_at"].fillna(outcomes["created_at"]))
+    ordered = ordered.sort_values(["date", "opportunity_id"])
+    won = (ordered["outcome"] == "won").to_numpy()
+    assert result.summary["split_method"] == "time"
+    assert metric(result, "combined", "test", "base_rate") == pytest.approx(won[-400:].mean())
+    assert metric(result, "combined", "calibration", "base_rate") == pytest.approx(won[-800:-400].mean())
+    assert metric(result, "combined", "train", "n") == 1200
+
+
+def test_mostly_undated_outcomes_use_a_stratified_random_split():
+    inputs, _ = synthetic(n=1000, rows_per_account=2, seed=6)
+    outcomes = inputs["outcomes"].assign(closed_at=pd.NaT)
+    outcomes.loc[outcomes.index[: len(outcomes) // 2], "created_at"] = pd.NaT
+    result = run({**inputs, "outcomes": outcomes})
+    assert result.summary["split_method"] == "random"
+    overall = (outcomes["outcome"] == "won").mean()
+    for split in ("train", "calibration", "test"):
+        assert abs(metric(result, "combined", split, "base_rate") - overall) < 0.003
+    again = run({**inputs, "outcomes": outcomes})
+    probability = result.account_scores["conversion_probability"]
+    assert again.account_scores["conversion_probability"].equals(probability)
+
+
+def test_attributes_and_technologies_become_fit_features():
+    rng = np.random.default_rng(7)
+    n = 2000
+    # Using "crm_suite" raises the odds; "rare_tool" is on too few accounts to stand alone.
+    uses_crm = rng.random(n) < 0.5
+    inputs, _ = synthetic(n=n, rows_per_account=2, seed=7, extra_logit=1.0 * uses_crm)
+    ids = inputs["features"]["account_id"].to_numpy()
+    founded = rng.integers(1950, 2020, n).astype(str).astype(object)
+    founded[:50] = "n/a"
+    attributes = pd.concat([
+        pd.DataFrame({"account_id": ids, "attribute": "year_founded", "value": founded}),
+        pd.DataFrame({"account_id": ids, "attribute": "segment", "value": rng.choice(["smb", "mid"], n)}),
+    ])
+    technologies = pd.DataFrame({
+        "account_id": np.concatenate([ids[uses_crm], ids[:3]]),
+        "technology": ["crm_suite"] * int(uses_crm.sum()) + ["rare_tool"] * 3,
+    })
+    result = run({**inputs, "attributes": attributes, "technologies": technologies})
+    fit_features = set(result.weights.loc[result.weights["layer"] == "fit", "feature"])
+    assert {"attribute:year_founded", "attribute:year_founded:missing"} <= fit_features
+    assert {"attribute:segment=smb", "attribute:segment=mid"} <= fit_features
+    assert "technology:rare_tool" not in fit_features and "technology:other" in fit_features
+    assert weight(result, "fit", "technology:crm_suite") > 0
+    factors = result.account_scores["top_factors"]
+    assert factors.str.contains(r"\+ uses crm_suite: yes \(\+", regex=True).sum() > 100
+    assert not factors.str.contains(r"- uses crm_suite: yes", regex=False).any()
+
+
+def test_signals_feed_their_layer_and_unknown_layers_are_rejected():
+    inputs, _ = synthetic(n=1500, rows_per_account=2, seed=8)
+    ids = inputs["features"]["account_id"]
+    views = inputs["features"]["eng_pricing_page_views_30d"]
+    signals = pd.DataFrame(
+        {"account_id": ids, "layer": "engagement", "signal": "intent_surge", "value": views * 2}
+    )
+    result = run({**inputs, "signals": signals})
+    engagement = result.weights[result.weights["layer"] == "engagement"]
+    assert "signal:intent_surge" in set(engagement["feature"])
+    with pytest.raises(ValueError, match="layer values \\['intent'\\]"):
+        run({**inputs, "signals": signals.assign(layer="intent")})
+
+
+def test_constant_engagement_layer_is_switched_off_with_null_scores():
+    inputs, truth = synthetic(n=2000, rows_per_account=2, seed=9)
+    features = inputs["features"].assign(eng_pricing_page_views_30d=4.0, eng_webinars=0)
+    result = run({**inputs, "features": features})
+    assert result.summary["active_layers"] == ["fit"]
+    assert "constant" in result.summary["switched_off_layers"]["engagement"]
+    assert result.account_scores["engagement_score"].isna().all()
+    assert result.account_scores["fit_score"].notna().all()
+    assert "engagement" not in set(result.weights["layer"])
+    assert spearmanr(result.account_scores["conversion_probability"], truth).statistic > 0.5
+
+
+def maven_like(seed: int = 11) -> dict:
+    """85 accounts with about 80 closed opportunities each and a 63% win rate, like the Maven CRM export."""
+    rng = np.random.default_rng(seed)
+    n = 85
+    ids = np.array([f"M{i:02d}" for i in range(n)])
+    features = pd.DataFrame({
+        "account_id": ids, "industry": rng.choice(["retail", "medical", "software"], n),
+        **{f"fit_x{j}": rng.normal(size=n) for j in range(6)},
+        "fit_sector": rng.choice(["retail", "medical", "software", "finance"], n),
+    })
+    account = rng.integers(0, n, 6700)
+    created = pd.Timestamp("2017-01-01") + pd.to_timedelta(rng.integers(0, 365, len(account)), "D")
+    outcomes = pd.DataFrame({
+        "opportunity_id": [f"P{i:05d}" for i in range(len(account))], "account_id": ids[account],
+        "outcome": np.where(rng.random(len(account)) < 0.63, "won", "lost"), "created_at": created,
+        "closed_at": created + pd.Timedelta(days=40), "amount": rng.integers(50, 5000, len(account)),
+    })
+    return {"features": features, "outcomes": outcomes, "technologies": no_technologies(),
+            "attributes": no_attributes(), "signals": no_signals()}
+
+
+def test_few_accounts_with_many_rows_give_a_low_confidence_sparse_model():
+    result = run(maven_like())
+    assert result.summary["low_confidence"] is True
+    assert any("85 accounts with outcomes" in reason for reason in result.summary["low_confidence_reasons"])
+    assert metric(result, "combined", "train", "low_confidence") == 1.0
+    assert result.account_scores["low_confidence"].all()
+    assert result.summary["features_per_layer"]["fit"] <= 3
+    probability = result.account_scores["conversion_probability"]
+    assert probability.between(0.4, 0.85).all()
+    assert abs(metric(result, "combined", "test", "base_rate") - 0.63) < 0.05
+
+
+@pytest.mark.parametrize(("outcome", "expected"), [("won", 1.0), ("lost", 0.0)])
+def test_single_class_outcomes_fall_back_to_the_base_rate(outcome, expected):
+    inputs = maven_like()
+    result = run({**inputs, "outcomes": inputs["outcomes"].assign(outcome=outcome)})
+    scores = result.account_scores
+    assert (scores["conversion_probability"] == expected).all()
+    assert scores["low_confidence"].all() and scores["fit_score"].isna().all()
+    assert (scores["tier"] == "B").all() and (scores["priority_score"] == 50).all()
+    assert metric(result, "combined", "train", "base_rate") == expected
+    assert metric(result, "combined", "train", "low_confidence") == 1.0
+    assert "auc" not in set(result.metrics["metric"])
+    assert result.summary["split_method"] == "none"
+
+
+def test_no_outcomes_give_even_odds_and_unit_deal_value():
+    inputs = maven_like()
+    result = run({**inputs, "outcomes": inputs["outcomes"].iloc[:0]})
+    scores = result.account_scores
+    assert (scores["conversion_probability"] == 0.5).all()
+    assert (scores["expected_deal_value"] == 1.0).all() and (scores["potential"] == 0.5).all()
+    assert metric(result, "combined", "train", "n") == 0.0
+    assert metric(result, "combined", "train", "low_confidence") == 1.0
+    assert result.weights.empty and result.summary["low_confidence"] is True
+    assert result.tier_lift["n"].sum() == 0
+
+
+def test_too_few_closed_rows_use_the_observed_base_rate():
+    inputs = maven_like()
+    few = inputs["outcomes"].iloc[:20].assign(outcome=["won"] * 15 + ["lost"] * 5)
+    result = run({**inputs, "outcomes": few})
+    assert (result.account_scores["conversion_probability"] == 0.75).all()
+    assert metric(result, "combined", "train", "brier") == pytest.approx(0.1875)
+    assert "20 closed outcomes" in result.summary["split_note"]
+
+
+def test_expected_calibration_error_on_a_hand_computed_example():
+    # Bin [0, .5): mean p 0.2 vs rate 0; bin [.5, 1]: mean p 0.75 vs rate 1 -> 0.5*0.2 + 0.5*0.25.
+    assert expected_calibration_error([0, 0, 1, 1], [0.1, 0.3, 0.6, 0.9], 2) == pytest.approx(0.225)
+    # p = 1.0 belongs to the last bin, and a perfectly calibrated bin adds nothing.
+    assert expected_calibration_error([1, 0, 1, 0], [1.0, 0.0, 0.5, 0.5], 2) == pytest.approx(0.0)
+
+
+def test_percentile_rank_and_tiers():
+    priority = percentile_rank(np.array([0.1, 0.2, 0.2, 0.9]))
+    assert np.allclose(priority, [12.5, 50.0, 50.0, 87.5])
+    tiers = assign_tiers(priority, TierPolicy(a_min_priority=85, b_min_priority=50))
+    assert tiers.tolist() == ["C", "B", "B", "A"]
+
+
+@pytest.mark.skipif(not MAVEN.exists(), reason="Maven CRM data not available")
+def test_maven_crm_export_scores_with_low_confidence():
+    accounts = pd.read_csv(MAVEN / "accounts.csv")
+    pipeline = pd.read_csv(MAVEN / "sales_pipeline.csv")
+    features = pd.DataFrame({
+        "account_id": accounts["account"], "industry": accounts["sector"],
+        "fit_employees": accounts["employees"], "fit_revenue": accounts["revenue"],
+        "fit_sector": accounts["sector"],
+    })
+    extra = ("year_established", "office_location", "subsidiary_of")
+    attributes = accounts.melt(id_vars="account", value_vars=list(extra), var_name="attribute")
+    attributes = attributes.rename(columns={"account": "account_id"}).astype({"value": "string"})
+    stage = pipeline["deal_stage"].str.lower()
+    outcomes = pd.DataFrame({
+        "opportunity_id": pipeline["opportunity_id"], "account_id": pipeline["account"],
+        "outcome": stage.where(stage.isin(["won", "lost"]), "open"),
+        "created_at": pd.to_datetime(pipeline["engage_date"], format="%m/%d/%Y"),
+        "closed_at": pd.to_datetime(pipeline["close_date"], format="%m/%d/%Y"),
+        "amount": pipeline["close_value"],
+    })
+    result = run({"features": features, "outcomes": outcomes, "technologies": no_technologies(),
+                  "attributes": attributes, "signals": no_signals()})
+    assert result.summary["closed_outcomes"] == 6711
+    assert result.summary["won_outcomes"] == 4238
+    assert result.summary["low_confidence"] is True
+    assert result.summary["split_method"] == "time"
+    assert len(result.account_scores) == 85
+    assert result.account_scores["conversion_probability"].between(0.3, 0.95).all()
+    assert metric(result, "combined", "test", "n") == round(6711 * 0.2)

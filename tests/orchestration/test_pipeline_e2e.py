@@ -1,0 +1,128 @@
+"""End-to-end: `territory run` through the Dagster definitions on synthetic data and on both real exports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from ml.synthetic import generate_export
+from orchestration.cli import main
+from orchestration.assets.publish import ANALYST_TABLES
+
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def shared_folder(name: str) -> Path:
+    folder = SHARED_DATA / name
+    if not folder.is_dir():
+        pytest.skip(f"real dataset folder {folder} is absent")
+    return folder
+
+
+def query(warehouse: Path, sql: str) -> list[tuple]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def scalar(warehouse: Path, sql: str):
+    return query(warehouse, sql)[0][0]
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic")
+    generate_export(root / "export", n_accounts=2000, seed=11)
+    warehouse = root / "wh" / "warehouse.duckdb"
+    assert main(["run", "--input", str(root / "export"), "--warehouse", str(warehouse)]) == 0
+    return warehouse
+
+
+def test_every_analyst_table_has_rows(synthetic_run: Path) -> None:
+    for table in ANALYST_TABLES:
+        assert scalar(synthetic_run, f"select count(*) from {table}") > 0, table
+    analytics = synthetic_run.parent / "analytics.duckdb"
+    assert scalar(analytics, "select count(*) from account_scores") == 2000
+
+
+def test_every_account_scored_and_assigned_once(synthetic_run: Path) -> None:
+    assert scalar(synthetic_run, "select count(distinct account_id) from account_scores") == 2000
+    assert scalar(synthetic_run, "select count(*) from territory_assignments") == 2000
+    assert scalar(synthetic_run, "select count(distinct account_id) from territory_assignments") == 2000
+    assert scalar(synthetic_run, "select count(*) from territory_assignments where rep_id is null") == 0
+    assert {r[0] for r in query(synthetic_run, "select distinct tier from account_scores")} == {"A", "B", "C"}
+
+
+def test_input_rows_reconcile(synthetic_run: Path) -> None:
+    for file, total, accepted, rejected in query(
+        synthetic_run, "select file, input_rows, accepted_rows, rejected_rows from input_row_counts"
+    ):
+        assert total == accepted + rejected, file
+    raw = scalar(synthetic_run, "select count(*) from raw.engagement_events")
+    counted = scalar(synthetic_run, "select input_rows from input_row_counts where file like 'engagement_events%'")
+    assert raw == counted > 0
+
+
+def test_territories_balanced_within_tolerance(synthetic_run: Path) -> None:
+    potential, workload = query(synthetic_run, """
+        select max(abs(potential / avg(potential) over () - 1)), max(abs(workload / avg(workload) over () - 1))
+        from territories
+    """)[0]
+    assert potential <= 0.10 and workload <= 0.10
+
+
+def test_model_metrics_and_tier_policy_joined(synthetic_run: Path) -> None:
+    auc = scalar(synthetic_run, "select value from score_model_metrics "
+                                "where layer = 'combined' and split = 'test' and metric = 'auc'")
+    assert auc > 0.6
+    a_sla = query(synthetic_run, "select distinct owner_role, sla_hours from territory_assignments where tier = 'A'")
+    assert a_sla == [("AE", 4)]
+
+
+def test_first_run_is_its_own_drift_reference(synthetic_run: Path) -> None:
+    assert {r[0] for r in query(synthetic_run, "select distinct status from monitor_score_drift")} == {"ok"}
+    assert scalar(synthetic_run, "select max(psi) from monitor_score_drift") == pytest.approx(0.0, abs=1e-9)
+
+
+def test_bad_input_stops_with_file_and_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "accounts.csv").write_text("account_id\nA1\nA1\n")
+    (export / "opportunities.csv").write_text("opportunity_id,account_id,stage\nO1,A1,won\n")
+    (export / "reps.csv").write_text("rep_id\nR1\n")
+    assert main(["run", "--input", str(export), "--warehouse", str(tmp_path / "w.duckdb")]) != 0
+    out = capsys.readouterr().out
+    assert "accounts.csv" in out and "'A1' on rows [1, 2]" in out
+
+
+def import_and_run(kind: str, folder: Path, root: Path) -> Path:
+    converted = root / "contract"
+    assert main(["import", kind, str(folder), "--out", str(converted)]) == 0
+    warehouse = root / "wh" / "w.duckdb"
+    assert main(["run", "--input", str(converted), "--warehouse", str(warehouse)]) == 0
+    return warehouse
+
+
+def test_maven_crm_end_to_end(tmp_path: Path) -> None:
+    warehouse = import_and_run("maven-crm", shared_folder("maven_crm"), tmp_path)
+    assert scalar(warehouse, "select count(distinct account_id) from account_scores") == 85
+    assert scalar(warehouse, "select count(*) from territory_assignments") == 85
+    assert scalar(warehouse, "select count(distinct account_id) from territory_assignments") == 85
+    counts = query(warehouse, "select input_rows, accepted_rows, rejected_rows from input_row_counts "
+                              "where file like 'opportunities%'")[0]
+    assert counts == (8800, 7375, 1425)
+    assert scalar(warehouse, "select count(*) from rejected_rows where reason like '%account_id%'") == 1425
+    assert scalar(warehouse, "select max(value) from score_model_metrics where metric = 'low_confidence'") == 1.0
+
+
+def test_olist_funnel_end_to_end(tmp_path: Path) -> None:
+    warehouse = import_and_run("olist-funnel", shared_folder("olist_marketing_funnel"), tmp_path)
+    assert scalar(warehouse, "select count(distinct account_id) from account_scores") == 8000
+    assert scalar(warehouse, "select count(distinct account_id) from territory_assignments") == 8000
+    assert scalar(warehouse, "select count(*) from opportunity_outcomes where outcome = 'won'") == 842
+    assert scalar(warehouse, "select count(*) from opportunity_outcomes where outcome = 'lost'") == 7158
+    test_n = scalar(warehouse, "select value from score_model_metrics "
+                               "where layer = 'combined' and split = 'test' and metric = 'n'")
+    assert test_n > 1000
+    assert scalar(warehouse, "select count(*) from score_model_metrics where split = 'test' and metric = 'ece'") >= 1
