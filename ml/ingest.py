@@ -154,7 +154,7 @@ def create_raw_table(con: duckdb.DuckDBPyConnection, spec: TableSpec, path: Path
     except duckdb.Error as exc:
         raise InputError(f"{path}: the file cannot be read ({exc}).") from exc
     check_unique_key(con, table, spec, path)
-    return TableLoad(spec.name, path.name, con.execute(f"select count(*) from {table}").fetchone()[0], extras)
+    return TableLoad(spec.name, path.name, con.execute(f"select count(*) from {table}").fetchall()[0][0], extras)
 
 
 def split_account_attributes(con: duckdb.DuckDBPyConnection, extras: list[str]) -> None:

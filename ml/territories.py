@@ -32,9 +32,11 @@ EARTH_RADIUS_KM = 6371.0088
 CRITERIA = ("potential", "workload", "account_count")
 POTENTIAL, WORKLOAD, COUNT = range(3)
 TIERS = ("A", "B", "C")
-# The solver aims at a quarter of the policy tolerance so that integer rounding and units too big to
-# split keep the published plan well inside the tolerance.
-BAND_SHARE_OF_TOLERANCE = 0.25
+# The LP holds every territory within a fifth of the policy tolerance around the mean and the integer
+# repair within a quarter: the published plan stays well inside the tolerance, and the repair has
+# room enough to be solved to optimality quickly.
+BAND_SHARE_OF_TOLERANCE = 0.2
+REPAIR_BAND_SHARE_OF_TOLERANCE = 0.25
 # Candidate territories per item besides its own and its owner's: enough to reshape territories,
 # few enough to keep the LP sparse (wider sets made the solve much slower without better plans).
 NEAREST_CANDIDATES = 5
@@ -48,9 +50,9 @@ LARGE_UNIT_SHARE = 0.5
 # Units per territory the integer repair may move besides the split ones: room to trade lumpy units.
 FLEXIBLE_PER_TERRITORY = 16
 LP_TIME_LIMIT_S = 60.0
-MIP_TIME_LIMIT_S = 20.0
+MIP_TIME_LIMIT_S = 10.0
 # The repair MIP stops once its answer is proven within this share of the best possible.
-MIP_RELATIVE_GAP = 1e-3
+MIP_RELATIVE_GAP = 0.05
 # A cut's LP sees this share of the node's units on each side of the cut (at least MIN_WINDOW units).
 WINDOW_SHARE = 0.1
 MIN_WINDOW = 16
@@ -124,9 +126,9 @@ class _Problem:
     """What every solve shares: territory count, bands, capacities and cost scales."""
 
     k: int
-    lo: np.ndarray
-    hi: np.ndarray
     mean: np.ndarray
+    band: float
+    repair_band: float
     capacity: np.ndarray
     typical_km: float
 
@@ -345,13 +347,11 @@ def _sequence(industry: np.ndarray, key: np.ndarray) -> np.ndarray:
 def _problem(units: _Units, capacity: np.ndarray, tolerance: float) -> _Problem:
     """Bands around the mean of each criterion, capacities and the cost scales the LPs share."""
     k = len(capacity)
-    mean = units.criteria.sum(axis=0) / k
-    band = tolerance * BAND_SHARE_OF_TOLERANCE
     return _Problem(
         k=k,
-        lo=np.tile(mean * (1 - band), (k, 1)),
-        hi=np.tile(mean * (1 + band), (k, 1)),
-        mean=mean,
+        mean=units.criteria.sum(axis=0) / k,
+        band=tolerance * BAND_SHARE_OF_TOLERANCE,
+        repair_band=tolerance * REPAIR_BAND_SHARE_OF_TOLERANCE,
         capacity=capacity,
         typical_km=1.0,
     )
@@ -534,14 +534,17 @@ def _refine(
     items = _items(units, geo, territory, problem)
     current = _majority(items.of_unit, territory, items.size)
     solution = None
+    support = (np.arange(items.size), current)
     for round_no in range(1, REFINE_ROUNDS + 1):
         centres = _group_centres(units.xyz[geo], units.criteria[geo, COUNT], territory[geo], problem.k)
-        rows, cols = _candidates(items, current, centres, neighbours)
+        rows, cols = _candidates(items, current, centres, neighbours, support)
         cost = _pair_costs(items, rows, cols, centres, present, problem)
         x = _solve(log, f"refinement LP round {round_no}", rows, cols, cost, items.criteria, None, problem)
         if x is None:
             break
         solution = (rows, cols, cost, x, centres)
+        # The next round keeps this answer's pairs, so this answer stays feasible there.
+        support = (rows[x > FRACTIONAL_EPS], cols[x > FRACTIONAL_EPS])
         best = _best_pair(rows, cols, x, items.size)
         if np.array_equal(best, current):
             break
@@ -608,7 +611,7 @@ def _items(units: _Units, geo: np.ndarray, territory: np.ndarray, problem: _Prob
 
 def _large_units(units: _Units, problem: _Problem) -> np.ndarray:
     """Units holding more than LARGE_UNIT_SHARE of the band width of some criterion."""
-    return (units.criteria > LARGE_UNIT_SHARE * (problem.hi[0] - problem.mean)).any(axis=1)
+    return (units.criteria > LARGE_UNIT_SHARE * problem.band * problem.mean).any(axis=1)
 
 
 def _geo_cells(xyz: np.ndarray, weight: np.ndarray, group: np.ndarray, levels: int) -> np.ndarray:
@@ -646,12 +649,14 @@ def _sequence_cells(sequence: np.ndarray, group: np.ndarray, per_group: int) -> 
 
 
 def _candidates(
-    items: _Items, current: np.ndarray, centres: np.ndarray, neighbours: np.ndarray
+    items: _Items, current: np.ndarray, centres: np.ndarray, neighbours: np.ndarray,
+    support: tuple[np.ndarray, np.ndarray],
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate (item, territory) pairs: stay, the current owner's territory, the nearest territory
-    centres (geo) or the neighbouring runs of the industry order (no coordinates)."""
+    """Candidate (item, territory) pairs: the given support (the previous answer), stay, the current
+    owner's territory, the nearest territory centres (geo) or the neighbouring runs of the industry
+    order (no coordinates)."""
     every = np.arange(items.size)
-    rows, cols = [every], [current]
+    rows, cols = [support[0], every], [support[1], current]
     owned = items.owner >= 0
     rows.append(every[owned])
     cols.append(items.owner[owned])
@@ -699,7 +704,7 @@ def _solve(
 ) -> np.ndarray | None:
     """Share of each candidate pair in the best balanced assignment (None when the solver fails).
 
-    Bands and capacities are elastic: a territory may leave its band at a high price per unit of
+    The MIP (integral) gets the wider repair band. Bands and capacities are elastic: a territory may leave its band at a high price per unit of
     deviation, so the model always has a solution and small or lumpy books report their deviation
     instead of failing.
     """
@@ -728,7 +733,8 @@ def _solve(
         ),
         shape=(2 * n_band + bounded.size, n_pairs + slack_cols.size),
     )
-    b_ub = np.r_[(problem.hi - fixed).ravel(), (fixed - problem.lo).ravel(),
+    band = problem.repair_band if integral else problem.band
+    b_ub = np.r_[(problem.mean * (1 + band) - fixed).ravel(), (fixed - problem.mean * (1 - band)).ravel(),
                  problem.capacity[bounded] - fixed[bounded, COUNT]]
     a_eq = sparse.csr_matrix(
         (np.ones(n_pairs), (pair_item, np.arange(n_pairs))), shape=(len(item), n_pairs + slack_cols.size)
@@ -813,10 +819,11 @@ def _repair(
 ) -> np.ndarray:
     """Integer assignment from the last LP.
 
-    Cells the LP split are opened into their units and an LP over just those units shares them out;
-    the units still split, together with the units each territory can give up most cheaply, are then
-    settled by a MIP, which can trade a lumpy unit against a few small ones to stay inside the bands.
-    On a solver failure the largest share wins.
+    Cells the LP split are opened into their units and an LP over just those units shares them out.
+    Units still split go to their largest share; when that leaves a territory outside the repair band
+    or over capacity, a MIP settles those units together with the units each territory can give up
+    most cheaply, trading a lumpy unit against a few small ones. On a solver failure the largest share
+    wins.
     """
     rows, cols, _, x, centres = solution
     territory = _best_pair(rows, cols, x, items.size)[items.of_unit]
@@ -836,6 +843,8 @@ def _repair(
         territory[free] = _best_pair(rows, cols, x, units.size)[free]
         still = _fractional(rows, x, units.size)[rows] & (x > FRACTIONAL_EPS)
         rows, cols = rows[still], cols[still]
+    if _within_repair_band(units, territory, problem):
+        return territory
     flex_rows, flex_cols = _flexible_pairs(unit_items, territory, centres, neighbours, present, problem)
     pairs = np.unique(np.r_[rows, flex_rows] * problem.k + np.r_[cols, flex_cols])
     rows, cols = pairs // problem.k, pairs % problem.k
@@ -848,13 +857,22 @@ def _repair(
     return territory
 
 
+def _within_repair_band(units: _Units, territory: np.ndarray, problem: _Problem) -> bool:
+    """Whether plain rounding already keeps every territory inside the repair band and its capacity."""
+    totals = _fixed_totals(units, territory, np.array([], dtype=int), problem.k)
+    active = problem.mean > 0
+    deviation = np.abs(totals[:, active] / problem.mean[active] - 1)
+    return bool((deviation <= problem.repair_band).all() and (totals[:, COUNT] <= problem.capacity).all())
+
+
 def _flexible_pairs(
     units: _Items, territory: np.ndarray, centres: np.ndarray, neighbours: np.ndarray, present: np.ndarray,
     problem: _Problem,
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each territory, the units that lose least by moving to their best other candidate: pairs to
     stay and to move."""
-    rows, cols = _candidates(units, territory, centres, neighbours)
+    every = np.arange(units.size)
+    rows, cols = _candidates(units, territory, centres, neighbours, (every, territory))
     per_account = _pair_costs(units, rows, cols, centres, present, problem) / units.criteria[rows, COUNT]
     stay = cols == territory[rows]
     stay_cost = np.zeros(units.size)

@@ -1,12 +1,10 @@
 """Asset checks: Great Expectations suites on inputs and scores, plan integrity, balance and monitor status."""
 
-from __future__ import annotations
-
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue, asset_check
 
 from expectations.runner import run_suite
 from orchestration.resources import PipelineSettings
-from orchestration.tables import read_frame
+from orchestration.tables import read_frame, territory_balance
 
 
 def _suite_check(settings: PipelineSettings, suite: str, sql: str) -> AssetCheckResult:
@@ -49,7 +47,7 @@ def every_account_assigned_once(settings: PipelineSettings) -> AssetCheckResult:
                 (select count(*) from (select account_id from territory_assignments
                                         group by account_id having count(*) > 1)),
                 (select count(*) from territory_assignments where rep_id is null or territory_id is null)
-        """).fetchone()
+        """).fetchall()[0]
     return AssetCheckResult(
         passed=missing == 0 and duplicated == 0 and unowned == 0,
         severity=AssetCheckSeverity.ERROR,
@@ -61,18 +59,12 @@ def every_account_assigned_once(settings: PipelineSettings) -> AssetCheckResult:
 def territories_balanced(settings: PipelineSettings) -> AssetCheckResult:
     tolerance = settings.load_policy().territories.tolerance
     with settings.reader() as con:
-        deviations = con.execute("""
-            select max(abs(potential / nullif(avg(potential) over (), 0) - 1)),
-                   max(abs(workload / nullif(avg(workload) over (), 0) - 1)),
-                   max(abs(account_count / nullif(avg(account_count) over (), 0) - 1))
-            from territories
-        """).fetchone()
-    named = dict(zip(["potential", "workload", "account_count"], deviations, strict=True))
-    worst = max(v or 0.0 for v in named.values())
+        named = territory_balance(con)
+    worst = max(named.values())
     return AssetCheckResult(
         passed=worst <= tolerance + 1e-9,
         severity=AssetCheckSeverity.WARN,
-        metadata={**{k: MetadataValue.float(float(v or 0.0)) for k, v in named.items()},
+        metadata={**{k: MetadataValue.float(v) for k, v in named.items()},
                   "tolerance": MetadataValue.float(tolerance)},
     )
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 from dagster import (
     AssetSelection,
     DefaultScheduleStatus,
@@ -52,7 +55,12 @@ def build_definitions(settings: PipelineSettings) -> Definitions:
         ],
         resources={
             "settings": settings,
-            "dbt": DbtCliResource(project_dir=project, profiles_dir=str(project.profiles_dir)),
+            "dbt": DbtCliResource(
+                project_dir=project,
+                profiles_dir=str(project.profiles_dir),
+                # The venv's dbt, so runs work without the venv being activated.
+                dbt_executable=str(Path(sys.executable).with_name("dbt")),
+            ),
         },
         # DuckDB has a single writer: steps run one after another in one process.
         executor=in_process_executor,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster import ExecuteInProcessResult
 
 from orchestration.resources import PipelineSettings
+from orchestration.tables import territory_balance
 
 
 def failed_checks(result: ExecuteInProcessResult) -> list[str]:
@@ -48,16 +49,11 @@ def print_run_summary(settings: PipelineSettings, result: ExecuteInProcessResult
             lines.append("tier lift (held-out conversion): "
                          + ", ".join(f"{t} {rate:.1%} (n={n:,})" for t, n, rate in lift if rate is not None))
 
-        basis, count, dev_pot, dev_work, dev_cnt = _rows(con, """
-            select any_value(basis), count(*),
-                   max(abs(potential / nullif(avg(potential) over (), 0) - 1)),
-                   max(abs(workload / nullif(avg(workload) over (), 0) - 1)),
-                   max(abs(account_count / nullif(avg(account_count) over (), 0) - 1))
-            from territories
-        """)[0]
+        basis, count = _rows(con, "select any_value(basis), count(*) from territories")[0]
+        balance = territory_balance(con)
         lines.append("")
-        lines.append(f"territories: {count} ({basis}); max deviation from mean: potential {dev_pot or 0:.1%}, "
-                     f"workload {dev_work or 0:.1%}, accounts {dev_cnt or 0:.1%} "
+        lines.append(f"territories: {count} ({basis}); max deviation from mean: potential {balance['potential']:.1%}, "
+                     f"workload {balance['workload']:.1%}, accounts {balance['account_count']:.1%} "
                      f"(tolerance {settings.load_policy().territories.tolerance:.0%})")
         drift = dict(_rows(con, "select status, count(*) from monitor_score_drift group by status"))
         coverage = dict(_rows(con, "select status, count(*) from monitor_coverage group by status"))

@@ -9,7 +9,7 @@ import pandas as pd
 def table_exists(con: duckdb.DuckDBPyConnection, name: str, schema: str = "main") -> bool:
     found = con.execute(
         "select count(*) from information_schema.tables where table_schema = ? and table_name = ?", [schema, name]
-    ).fetchone()
+    ).fetchall()[0]
     return bool(found and found[0])
 
 
@@ -51,3 +51,14 @@ def markdown(frame: pd.DataFrame, max_rows: int = 30, digits: int = 3) -> str:
     rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in shown.itertuples(index=False)]
     more = [f"\n_{len(frame) - max_rows} more rows_"] if len(frame) > max_rows else []
     return "\n".join([header, rule, *rows, *more])
+
+
+BALANCE_CRITERIA = ("potential", "workload", "account_count")
+
+
+def territory_balance(con: duckdb.DuckDBPyConnection) -> dict[str, float]:
+    """Largest relative deviation from the mean territory, per balance criterion."""
+    deviations = ", ".join(f"max(abs(t.{c} / nullif(m.{c}, 0) - 1))" for c in BALANCE_CRITERIA)
+    means = ", ".join(f"avg({c}) as {c}" for c in BALANCE_CRITERIA)
+    row = con.execute(f"with m as (select {means} from territories) select {deviations} from territories t, m")
+    return {c: float(v or 0.0) for c, v in zip(BALANCE_CRITERIA, row.fetchall()[0], strict=True)}

@@ -37,16 +37,17 @@
 {%- endmacro %}
 
 {% macro later_duplicate_rows(relation, key) -%}
-    {#- Rows of relation whose key already appeared on an earlier row: the first row of a key is kept,
-        so the outcome never depends on scan order. The window runs on the two columns it needs only;
-        ranking whole rows is many times slower on large files. -#}
+    {#- _row_number of the rows of a raw relation whose cleaned key already appeared on an earlier row:
+        the first row of a key is kept, so the outcome never depends on scan order. It reads the raw
+        table itself, two columns only: ranking whole rows is many times slower, and a second reference
+        to the model's import CTE would make DuckDB materialise it and lose its compression. -#}
     select ranked._row_number
     from (
         select
             _row_number,
-            row_number() over (partition by {{ key }} order by _row_number) as key_rank
+            row_number() over (partition by {{ clean_text(key) }} order by _row_number) as key_rank
         from {{ relation }}
-        where {{ key }} is not null
+        where {{ clean_text(key) }} is not null
     ) as ranked
     where ranked.key_rank > 1
 {%- endmacro %}

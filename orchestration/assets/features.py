@@ -1,6 +1,5 @@
 """dbt assets: staging, features and marts built in DuckDB, with dbt tests surfacing as asset checks."""
 
-from __future__ import annotations
 
 import json
 import os

@@ -1,7 +1,5 @@
 """Ingest assets: the CRM export (or the synthetic default) validated into the warehouse's raw schema."""
 
-from __future__ import annotations
-
 from dagster import AssetExecutionContext, AssetKey, AssetSpec, MaterializeResult, MetadataValue, multi_asset
 
 from ml.contract import TABLES

@@ -1,6 +1,5 @@
 """Monitor assets: score and feature drift against the previous run, and A-tier coverage load per rep."""
 
-from __future__ import annotations
 
 import pandas as pd
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, multi_asset

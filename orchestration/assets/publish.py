@@ -1,6 +1,5 @@
 """Publish asset: a read-only copy of the analyst tables, replaced atomically, so queries never meet a lock."""
 
-from __future__ import annotations
 
 import os
 
@@ -27,7 +26,7 @@ def analytics_copy(context: AssetExecutionContext, settings: PipelineSettings) -
         con.execute(f"attach '{settings.warehouse_path}' as wh (read_only)")
         for table in ANALYST_TABLES:
             con.execute(f"create table {table} as select * from wh.main.{table}")
-            counts[table] = con.execute(f"select count(*) from {table}").fetchone()[0]
+            counts[table] = con.execute(f"select count(*) from {table}").fetchall()[0][0]
         con.execute("detach wh")
     os.replace(staging, target)
     context.log.info(f"published {len(counts)} tables to {target}")

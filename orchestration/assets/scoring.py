@@ -1,7 +1,5 @@
 """Scoring assets: fit, engagement and persona models trained on outcomes, calibrated, and applied to every account."""
 
-from __future__ import annotations
-
 from datetime import UTC, datetime
 
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, multi_asset

@@ -1,7 +1,5 @@
 """Territory assets: balanced assignment of accounts to reps, joined with the tier policy for routing and SLAs."""
 
-from __future__ import annotations
-
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -48,9 +46,8 @@ def routing_for_changes(assignments: pd.DataFrame, previous: pd.DataFrame, basis
     changed = merged[merged["last_rep_id"].isna() | (merged["last_rep_id"] != merged["rep_id"])].copy()
     first_time = changed["last_rep_id"].isna()
     rule = "nearest balanced geographic territory" if basis == "geo" else "industry-grouped territory"
-    changed["reason"] = ("initial plan: " + rule).where(
-        first_time, "rebalance: moved from " + changed["last_rep_id"].astype(str) + " to " + changed["rep_id"]
-    )
+    moved = "rebalance: moved from " + changed["last_rep_id"].astype(str) + " to " + changed["rep_id"]
+    changed["reason"] = moved.where(~first_time, "initial plan: " + rule)
     changed["routed_at"] = routed_at
     changed["sla_due_at"] = routed_at + pd.to_timedelta(changed["sla_hours"].astype(float), unit="h")
     changed["run_id"] = run_id

@@ -153,7 +153,7 @@ def test_tiers_follow_priority_cutoffs_and_lift_is_monotone(known_truth):
     assert np.allclose(lift["won"] / lift["n"], lift["conversion_rate"])
 
 
-def test_potential_uses_own_then_industry_then_global_median_won_amount(known_truth):
+def test_potential_is_probability_times_own_or_industry_median_won_amount(known_truth):
     inputs, _, result = known_truth
     outcomes, features = inputs["outcomes"], inputs["features"]
     scores = result.account_scores.set_index("account_id")
@@ -315,6 +315,32 @@ def test_few_accounts_with_many_rows_give_a_low_confidence_sparse_model():
     probability = result.account_scores["conversion_probability"]
     assert probability.between(0.4, 0.85).all()
     assert abs(metric(result, "combined", "test", "base_rate") - 0.63) < 0.05
+
+
+def test_deal_value_falls_back_to_the_global_median_without_industry():
+    inputs = maven_like()
+    features = inputs["features"]
+    newcomers = pd.DataFrame({"account_id": ["NEW", "NEW_RETAIL"], "industry": [None, "retail"]})
+    features = pd.concat([features, newcomers], ignore_index=True)
+    features["fit_x0"] = features["fit_x0"].fillna(0.0)
+    result = run({**inputs, "features": features})
+    value = result.account_scores.set_index("account_id")["expected_deal_value"]
+    won = inputs["outcomes"][inputs["outcomes"]["outcome"] == "won"]
+    industry_of = inputs["features"].set_index("account_id")["industry"]
+    assert value["NEW"] == won["amount"].median()
+    assert value["NEW_RETAIL"] == won.loc[won["account_id"].map(industry_of) == "retail", "amount"].median()
+    assert value["M00"] == won.loc[won["account_id"] == "M00", "amount"].median()
+
+
+def test_no_usable_feature_falls_back_to_the_base_rate():
+    inputs, _ = synthetic(n=1000, rows_per_account=2, seed=12)
+    constant = inputs["features"][["account_id", "industry"]].assign(fit_size=3.0, eng_visits=0.0)
+    result = run({**inputs, "features": constant})
+    won_share = (inputs["outcomes"]["outcome"] == "won").mean()
+    assert np.allclose(result.account_scores["conversion_probability"], won_share)
+    assert result.summary["split_method"] == "none"
+    assert "constant" in result.summary["switched_off_layers"]["fit"]
+    assert result.summary["low_confidence"] is True and result.account_scores["low_confidence"].all()
 
 
 @pytest.mark.parametrize(("outcome", "expected"), [("won", 1.0), ("lost", 0.0)])

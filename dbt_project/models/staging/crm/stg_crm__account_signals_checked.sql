@@ -28,7 +28,7 @@ cleaned as (
         {{ clean_text('account_id') }} as account_id,
         -- Most signal exports describe the account itself, so an unlabelled signal is a fit signal.
         coalesce(lower({{ clean_text('layer') }}), 'fit') as layer,
-        {{ clean_text('signal') }} as signal,
+        {{ normalize_code('signal') }} as signal,
         {{ clean_text('value') }} as value,
         {{ clean_text('observed_at') }} as observed_at
     from raw_account_signals
@@ -42,7 +42,7 @@ final as (
         _row_number,
         account_id,
         layer,
-        {{ normalize_code('signal') }} as signal,
+        signal,
         {{ dbt.safe_cast('value', 'double') }} as value,
         {{ parse_timestamp('observed_at') }} as observed_at,
         coalesce(

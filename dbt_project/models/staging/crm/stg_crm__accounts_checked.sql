@@ -50,7 +50,7 @@ cleaned as (
 
 duplicate_rows as (
 
-    {{ later_duplicate_rows('cleaned', 'account_id') }}
+    {{ later_duplicate_rows(source('raw', 'accounts'), 'account_id') }}
 
 ),
 

@@ -29,7 +29,7 @@ cleaned as (
         coalesce({{ clean_text('activity_id') }}, 'row-' || cast(_row_number as varchar)) as activity_id,
         {{ clean_text('account_id') }} as account_id,
         {{ clean_text('rep_id') }} as rep_id,
-        {{ clean_text('activity_type') }} as activity_type,
+        {{ normalize_code('activity_type') }} as activity_type,
         {{ clean_text('occurred_at') }} as occurred_at
     from raw_activities
 
@@ -37,7 +37,7 @@ cleaned as (
 
 duplicate_rows as (
 
-    {{ later_duplicate_rows('cleaned', 'activity_id') }}
+    {{ later_duplicate_rows(source('raw', 'activities'), 'activity_id') }}
 
 ),
 
@@ -49,7 +49,7 @@ final as (
         activity_id,
         account_id,
         rep_id,
-        {{ normalize_code('activity_type') }} as activity_type,
+        activity_type,
         {{ parse_timestamp('occurred_at') }} as occurred_at,
         coalesce(
             {{ reject_if_empty('account_id') }},

@@ -36,7 +36,7 @@ cleaned as (
 
 duplicate_rows as (
 
-    {{ later_duplicate_rows('cleaned', 'contact_id') }}
+    {{ later_duplicate_rows(source('raw', 'contacts'), 'contact_id') }}
 
 ),
 

@@ -32,8 +32,9 @@ cleaned as (
         coalesce({{ clean_text('event_id') }}, 'row-' || cast(_row_number as varchar)) as event_id,
         {{ clean_text('account_id') }} as account_id,
         {{ clean_text('contact_id') }} as contact_id,
-        {{ clean_text('event_type') }} as event_type,
-        {{ clean_text('source') }} as source,
+        -- Codes are normalised on the raw column: its few distinct values are then processed once each.
+        {{ normalize_code('event_type') }} as event_type,
+        {{ normalize_code('source') }} as source,
         {{ clean_text('topic') }} as topic,
         {{ clean_text('occurred_at') }} as occurred_at,
         {{ clean_text('value') }} as value
@@ -43,7 +44,7 @@ cleaned as (
 
 duplicate_rows as (
 
-    {{ later_duplicate_rows('cleaned', 'event_id') }}
+    {{ later_duplicate_rows(source('raw', 'engagement_events'), 'event_id') }}
 
 ),
 
@@ -55,8 +56,8 @@ final as (
         event_id,
         account_id,
         contact_id,
-        {{ normalize_code('event_type') }} as event_type,
-        {{ normalize_code('source') }} as source,
+        event_type,
+        source,
         topic,
         {{ parse_timestamp('occurred_at') }} as occurred_at,
         {{ dbt.safe_cast('value', 'double') }} as value,

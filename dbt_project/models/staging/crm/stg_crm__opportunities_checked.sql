@@ -38,7 +38,7 @@ cleaned as (
 
 duplicate_rows as (
 
-    {{ later_duplicate_rows('cleaned', 'opportunity_id') }}
+    {{ later_duplicate_rows(source('raw', 'opportunities'), 'opportunity_id') }}
 
 ),
 

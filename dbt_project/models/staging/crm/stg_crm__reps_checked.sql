@@ -40,7 +40,7 @@ cleaned as (
 
 duplicate_rows as (
 
-    {{ later_duplicate_rows('cleaned', 'rep_id') }}
+    {{ later_duplicate_rows(source('raw', 'reps'), 'rep_id') }}
 
 ),
 
