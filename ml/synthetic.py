@@ -29,6 +29,9 @@ from ml.contract import TABLES
 from ml.us_cities import US_CITIES
 
 CHUNK_ACCOUNTS = 100_000
+# Share of event and activity rows whose account was deleted from the CRM (they are rejected downstream).
+ORPHAN_SHARE = 0.001
+DELETED_ACCOUNT_PREFIX = "DELETED-"
 HISTORY_DAYS = 365
 FILE_FORMATS = ("parquet", "csv")
 
@@ -194,6 +197,7 @@ _LAST_NAMES = (
 # Streams of random numbers, one per stage, so a change to one stage leaves the others' draws untouched.
 _STREAMS = (
     "geography", "reps", "owners", "accounts", "contacts", "events", "opportunities", "activities", "signals",
+    "orphan_events", "orphan_activities",
 )
 
 _ACCOUNT_EXTRAS = {"ownership": pl.String, "it_budget_index": pl.Float64}
@@ -249,8 +253,13 @@ def generate_export(
     file_format: str = "parquet",
     as_of: date = date(2026, 6, 30),
     progress: Callable[[str, float], None] | None = None,
+    orphan_share: float = ORPHAN_SHARE,
 ) -> dict:
-    """Write a synthetic export into out_dir (plus out_dir/_truth) and return rows per table, paths and as_of."""
+    """Write a synthetic export into out_dir (plus out_dir/_truth) and return rows per table, paths and as_of.
+
+    `orphan_share` of event and activity rows point to accounts deleted from the CRM, as real exports do,
+    so the default run exercises rejected rows; pass 0 for a perfectly clean export.
+    """
     if file_format not in FILE_FORMATS:
         raise ValueError(f"file_format must be one of {FILE_FORMATS}, got {file_format!r}")
     if n_accounts < 1:
@@ -280,7 +289,7 @@ def generate_export(
     for k in range(n_chunks):
         stop = min((k + 1) * CHUNK_ACCOUNTS, n_accounts)
         chunk = population.slice(k * CHUNK_ACCOUNTS, stop)
-        truth = _write_chunk(seed, k, chunk, reps["rep_id"], as_of_us, sinks)
+        truth = _write_chunk(seed, k, chunk, reps["rep_id"], as_of_us, sinks, orphan_share)
         truth_sink.write(truth)
         probability_sum += float(truth["true_probability"].sum())
         report("account_chunks", stop / n_accounts)
@@ -628,7 +637,8 @@ def _company_names(rng: np.random.Generator, n: int) -> tuple[pl.Series, pl.Seri
 
 
 def _write_chunk(
-    seed: int, k: int, chunk: _Population, rep_ids: pl.Series, as_of_us: int, sinks: dict[str, _TableSink]
+    seed: int, k: int, chunk: _Population, rep_ids: pl.Series, as_of_us: int, sinks: dict[str, _TableSink],
+    orphan_share: float,
 ) -> pl.DataFrame:
     """Generate and append every child table for one chunk of accounts; return the chunk's truth rows."""
     contacts, latents = _contacts_chunk(_rng(seed, "contacts", k), chunk, sinks["contacts"].rows, as_of_us)
@@ -638,15 +648,17 @@ def _write_chunk(
     intent = INTENT_WEIGHT * chunk.intent
     probability = _sigmoid(INTERCEPT + chunk.fit_logit + intent + persona)
     sinks["contacts"].write(contacts)
-    sinks["engagement_events"].write(_events_chunk(
+    sinks["engagement_events"].write(_orphan_rows(_rng(seed, "orphan_events", k), _events_chunk(
         _rng(seed, "events", k), chunk, latents, contacts["contact_id"], sinks["engagement_events"].rows, as_of_us,
-    ))
+    ), orphan_share))
     sinks["opportunities"].write(_opportunities_chunk(
         _rng(seed, "opportunities", k), chunk, probability, sinks["opportunities"].rows, as_of_us,
     ))
-    sinks["activities"].write(
-        _activities_chunk(_rng(seed, "activities", k), chunk, rep_ids, sinks["activities"].rows, as_of_us)
-    )
+    sinks["activities"].write(_orphan_rows(
+        _rng(seed, "orphan_activities", k),
+        _activities_chunk(_rng(seed, "activities", k), chunk, rep_ids, sinks["activities"].rows, as_of_us),
+        orphan_share,
+    ))
     sinks["account_signals"].write(_signals_chunk(_rng(seed, "signals", k), chunk, as_of_us))
     return pl.DataFrame({
         "account_id": chunk.account_ids,
@@ -655,6 +667,17 @@ def _write_chunk(
         "true_persona_logit": persona,
         "true_probability": probability,
     })
+
+
+def _orphan_rows(rng: np.random.Generator, frame: pl.DataFrame, share: float) -> pl.DataFrame:
+    """Point a share of rows at accounts that no longer exist (deleted in the CRM, still in the event log)."""
+    if share <= 0 or frame.height == 0:
+        return frame
+    orphaned = pl.Series(rng.random(frame.height) < share)
+    return frame.with_columns(
+        pl.when(orphaned).then(pl.lit(DELETED_ACCOUNT_PREFIX) + pl.col("account_id"))
+        .otherwise(pl.col("account_id")).alias("account_id")
+    )
 
 
 def _contacts_chunk(

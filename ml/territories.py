@@ -310,7 +310,7 @@ def _units(acc: _Accounts) -> _Units:
     # The unit's root (the member without a parent, the biggest one if a cycle hides it) names its industry
     # and its place in the industry order.
     first = np.lexsort((-acc.criteria[:, POTENTIAL], acc.parent >= 0, label))
-    root = first[np.r_[True, label[first][1:] != label[first][:-1]]]
+    root = first[_first_of_runs(label[first])]
     return _Units(
         of_account=label,
         criteria=criteria,
@@ -330,7 +330,7 @@ def _majority(group: np.ndarray, value: np.ndarray, n_groups: int) -> np.ndarray
         return out
     pairs, counts = np.unique(np.column_stack([group[ok], value[ok]]), axis=0, return_counts=True)
     best = np.lexsort((-counts, pairs[:, 0]))
-    first = best[np.r_[True, pairs[best, 0][1:] != pairs[best, 0][:-1]]]
+    first = best[_first_of_runs(pairs[best, 0])]
     out[pairs[first, 0]] = pairs[first, 1]
     return out
 
@@ -794,7 +794,7 @@ def _checked(log: _SolverLog, step: str, result) -> np.ndarray | None:
 def _best_pair(rows: np.ndarray, cols: np.ndarray, x: np.ndarray, n_items: int) -> np.ndarray:
     """Territory with the largest share for each item."""
     order = np.lexsort((-x, rows))
-    first = order[np.r_[True, rows[order][1:] != rows[order][:-1]]]
+    first = order[_first_of_runs(rows[order])]
     best = np.empty(n_items, dtype=np.int64)
     best[rows[first]] = cols[first]
     return best
@@ -869,24 +869,34 @@ def _flexible_pairs(
     units: _Items, territory: np.ndarray, centres: np.ndarray, neighbours: np.ndarray, present: np.ndarray,
     problem: _Problem,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """For each territory, the units that lose least by moving to their best other candidate: pairs to
-    stay and to move."""
+    """Pairs to stay and to move for the units each territory can give up most cheaply per unit of
+    each criterion (so there are levers for potential, for workload and for count alike)."""
     every = np.arange(units.size)
     rows, cols = _candidates(units, territory, centres, neighbours, (every, territory))
-    per_account = _pair_costs(units, rows, cols, centres, present, problem) / units.criteria[rows, COUNT]
+    cost = _pair_costs(units, rows, cols, centres, present, problem)
     stay = cols == territory[rows]
     stay_cost = np.zeros(units.size)
-    stay_cost[rows[stay]] = per_account[stay]
+    stay_cost[rows[stay]] = cost[stay]
     move = np.flatnonzero(~stay)
-    order = move[np.lexsort((per_account[move], rows[move]))]
-    best = order[np.r_[True, rows[order][1:] != rows[order][:-1]]] if order.size else order
+    order = move[np.lexsort((cost[move], rows[move]))]
+    best = order[_first_of_runs(rows[order])]
     unit = rows[best]
-    regret = per_account[best] - stay_cost[unit]
-    by_territory = np.lexsort((regret, territory[unit]))
-    group = territory[unit][by_territory]
-    rank = np.arange(len(group)) - np.searchsorted(group, group)
-    chosen = best[by_territory[rank < FLEXIBLE_PER_TERRITORY]]
+    regret = cost[best] - stay_cost[unit]
+    chosen = []
+    for j in np.flatnonzero(problem.mean > 0):
+        with np.errstate(divide="ignore"):
+            price = np.where(units.criteria[unit, j] > 0, regret / units.criteria[unit, j], np.inf)
+        by_territory = np.lexsort((price, territory[unit]))
+        group = territory[unit][by_territory]
+        rank = np.arange(len(group)) - np.searchsorted(group, group)
+        chosen.append(best[by_territory[rank < FLEXIBLE_PER_TERRITORY]])
+    chosen = np.unique(np.concatenate(chosen))
     return np.r_[rows[chosen], rows[chosen]], np.r_[territory[rows[chosen]], cols[chosen]]
+
+
+def _first_of_runs(sorted_keys: np.ndarray) -> np.ndarray:
+    """Mask of the first element of each run of equal keys in a sorted array."""
+    return np.r_[True, sorted_keys[1:] != sorted_keys[:-1]] if sorted_keys.size else np.zeros(0, dtype=bool)
 
 
 def _open_cells(

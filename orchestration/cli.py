@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -87,6 +88,17 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _run_output(log_path: Path, verbose: bool):
+    """dbt and Dagster write step logs to stdout/stderr; keep them in a file unless asked for."""
+    if verbose:
+        yield True
+        return
+    with open(log_path, "w", encoding="utf-8") as log, contextlib.redirect_stdout(log), \
+            contextlib.redirect_stderr(log):
+        yield False
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
@@ -107,12 +119,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     source = args.input or f"built-in synthetic data ({settings.synthetic_accounts:,} accounts)"
     _say(f"materializing the full pipeline on {source} -> {settings.warehouse_path}")
     started = time.perf_counter()
-    log_level = "INFO" if _interactive() and args.verbose else "WARNING"
-    with DagsterInstance.get() as instance:
+    log_path = settings.data_dir / "logs" / "last_run.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with DagsterInstance.get() as instance, _run_output(log_path, args.verbose) as progress:
+        if progress:
+            _say("  (step logs follow; without --verbose they go to the log file)")
         result = job.execute_in_process(
             instance=instance,
             raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO" if args.verbose else "WARNING"}}}},
         )
     seconds = time.perf_counter() - started
     if not result.success:
@@ -123,7 +138,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 while cause.cause is not None and cause.cls_name != InputError.__name__:
                     cause = cause.cause
                 _say(f"error in step {event.step_key}: {cause.message.strip()}")
-        _say(f"run failed after {seconds:.0f} s (run id {result.run_id})")
+        _say(f"run failed after {seconds:.0f} s (run id {result.run_id}); full log: {log_path}")
         return 1
     print_run_summary(settings, result, seconds)
     return 0

@@ -27,7 +27,7 @@ def print_run_summary(settings: PipelineSettings, result: ExecuteInProcessResult
         for file, total, accepted, rejected in _rows(
             con, "select file, input_rows, accepted_rows, rejected_rows from input_row_counts order by file"
         ):
-            lines.append(f"  {file:<20} {total:>10,} = {accepted:>10,} accepted + {rejected:>8,} rejected")
+            lines.append(f"  {file:<28} {total:>11,} = {accepted:>10,} accepted + {rejected:>8,} rejected")
         absent = [r[0] for r in _rows(con, "select table_name from raw.load_manifest where not present")]
         if absent:
             lines.append(f"  absent optional files (features switched off): {', '.join(absent)}")
@@ -64,9 +64,9 @@ def print_run_summary(settings: PipelineSettings, result: ExecuteInProcessResult
     lines += [
         "",
         f"warehouse:  {settings.warehouse_path}",
-        f"analysts:   {settings.analytics_path} (read-only copy, safe to query during runs)",
-        "query:      .venv/bin/python -c \"import duckdb; print(duckdb.connect('"
-        f"{settings.analytics_path}', read_only=True).sql('select tier, count(*) from account_scores group by 1'))\"",
+        f"analysts:   {settings.analytics_path} (read-only copy, safe to query during runs), e.g.",
+        (".venv/bin/python -c \"import duckdb; print(duckdb.connect('"
+         f"{settings.analytics_path}', read_only=True).sql('select tier, count(*) from account_scores group by 1'))\""),
         "lineage UI: make ui  (or .venv/bin/territory ui), then open http://127.0.0.1:3000",
     ]
     print("\n".join(lines), flush=True)

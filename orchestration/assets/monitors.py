@@ -44,8 +44,8 @@ def monitors(context: AssetExecutionContext, settings: PipelineSettings):
     columns = [c for c in current.columns if c != "account_id" and current[c].notna().any()]
     if reference is not None:
         columns = [c for c in columns if c in reference.columns]
-    drift = score_drift(current, reference, columns, policy.monitors, context.run_id)
-    load = coverage(assignments, reps, policy.monitors, context.run_id)
+    drift = score_drift(current, reference, columns, policy.monitors, context.run.run_id)
+    load = coverage(assignments, reps, policy.monitors, context.run.run_id)
     with settings.writer() as con:
         replace_table(con, "monitor_score_drift", drift)
         replace_table(con, "monitor_coverage", load)

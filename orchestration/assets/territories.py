@@ -82,7 +82,7 @@ def territory_plan(context: AssetExecutionContext, settings: PipelineSettings):
         .merge(tier_policy, on="tier", how="left")
     )
     routed_at = datetime.now(UTC).replace(microsecond=0, tzinfo=None)
-    routing = routing_for_changes(assignments, previous, plan.basis, routed_at, context.run_id)
+    routing = routing_for_changes(assignments, previous, plan.basis, routed_at, context.run.run_id)
     with settings.writer() as con:
         replace_table(con, "territories", plan.territories)
         replace_table(con, "territory_assignments", assignments[[

@@ -41,7 +41,8 @@ def export(tmp_path_factory) -> Export:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(synthetic, "CHUNK_ACCOUNTS", CHUNK)
         summary = generate_export(
-            out, n_accounts=N_ACCOUNTS, seed=11, as_of=AS_OF, progress=lambda s, f: calls.append((s, f))
+            out, n_accounts=N_ACCOUNTS, seed=11, as_of=AS_OF, progress=lambda s, f: calls.append((s, f)),
+            orphan_share=0.0,
         )
     return Export(
         out=out,
@@ -352,3 +353,15 @@ def test_switching_format_replaces_the_previous_export(tmp_path):
 def test_unknown_format_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="file_format"):
         generate_export(tmp_path, n_accounts=10, file_format="xlsx")
+
+
+def test_orphan_rows_point_to_deleted_accounts_only(tmp_path) -> None:
+    generate_export(tmp_path, n_accounts=1500, seed=3, as_of=AS_OF, orphan_share=0.01)
+    accounts = set(pl.read_parquet(tmp_path / "accounts.parquet")["account_id"])
+    for table in ("engagement_events", "activities"):
+        ids = pl.read_parquet(tmp_path / f"{table}.parquet")["account_id"]
+        orphans = ids.filter(~ids.is_in(list(accounts)))
+        assert 0.005 < orphans.len() / ids.len() < 0.02, table
+        assert orphans.str.starts_with(synthetic.DELETED_ACCOUNT_PREFIX).all()
+    contacts = pl.read_parquet(tmp_path / "contacts.parquet")["account_id"]
+    assert contacts.is_in(list(accounts)).all()

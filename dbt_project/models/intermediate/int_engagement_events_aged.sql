@@ -17,6 +17,7 @@ events as (
         event_type,
         source,
         occurred_at,
+        cast(occurred_at as date) as occurred_on,
         value
     from {{ ref('stg_crm__engagement_events') }}
 
@@ -53,14 +54,14 @@ aged as (
             false
         ) as is_third_party,
         events.occurred_at,
-        {{ dbt.datediff('cast(events.occurred_at as date)', 'run_as_of.as_of_date', 'day') }} as age_days,
+        {{ dbt.datediff('events.occurred_on', 'run_as_of.as_of_date', 'day') }} as age_days,
         coalesce(events.value, 1) as weight
     from events
     cross join run_as_of
     left join event_types
         on events.event_type = event_types.event_type
     -- Features describe what was known on the as-of date: later events would leak the outcome.
-    where cast(events.occurred_at as date) <= run_as_of.as_of_date
+    where events.occurred_on <= run_as_of.as_of_date
 
 ),
 
