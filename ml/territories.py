@@ -820,10 +820,10 @@ def _repair(
     """Integer assignment from the last LP.
 
     Cells the LP split are opened into their units and an LP over just those units shares them out.
-    Units still split go to their largest share; when that leaves a territory outside the repair band
-    or over capacity, a MIP settles those units together with the units each territory can give up
-    most cheaply, trading a lumpy unit against a few small ones. On a solver failure the largest share
-    wins.
+    Units still split go to their largest share unless that leaves a territory outside the repair band
+    or over capacity; then a MIP rounds them, and if that is not enough either, a second MIP also lets
+    the units each territory can give up most cheaply move, trading a lumpy unit against a few small
+    ones. On a solver failure the rounding before it is kept.
     """
     rows, cols, _, x, centres = solution
     territory = _best_pair(rows, cols, x, items.size)[items.of_unit]
@@ -845,16 +845,29 @@ def _repair(
         rows, cols = rows[still], cols[still]
     if _within_repair_band(units, territory, problem):
         return territory
+    settle = (units, unit_items, territory, centres, present, problem, log)
+    territory = _settle_mip(*settle, rows, cols, "integer rounding MIP")
+    if _within_repair_band(units, territory, problem):
+        return territory
     flex_rows, flex_cols = _flexible_pairs(unit_items, territory, centres, neighbours, present, problem)
     pairs = np.unique(np.r_[rows, flex_rows] * problem.k + np.r_[cols, flex_cols])
-    rows, cols = pairs // problem.k, pairs % problem.k
+    return _settle_mip(*settle, pairs // problem.k, pairs % problem.k, "integer repair MIP")
+
+
+def _settle_mip(
+    units: _Units, unit_items: _Items, territory: np.ndarray, centres: np.ndarray, present: np.ndarray,
+    problem: _Problem, log: _SolverLog, rows: np.ndarray, cols: np.ndarray, step: str,
+) -> np.ndarray:
+    """Territory per unit after a MIP choosing among the given pairs, every other unit staying put."""
     free = np.unique(rows)
     cost = _pair_costs(unit_items, rows, cols, centres, present, problem)
     fixed = _fixed_totals(units, territory, free, problem.k)
-    x = _solve(log, "integer repair MIP", rows, cols, cost, units.criteria, fixed, problem, integral=True)
-    if x is not None:
-        territory[free] = _best_pair(rows, cols, x, units.size)[free]
-    return territory
+    x = _solve(log, step, rows, cols, cost, units.criteria, fixed, problem, integral=True)
+    if x is None:
+        return territory
+    settled = territory.copy()
+    settled[free] = _best_pair(rows, cols, x, units.size)[free]
+    return settled
 
 
 def _within_repair_band(units: _Units, territory: np.ndarray, problem: _Problem) -> bool:

@@ -25,6 +25,10 @@ def dagster_home() -> Path:
     """Runs from the CLI and the UI share one instance, so the UI shows CLI runs too."""
     home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / "data" / "dagster_home")
     home.mkdir(parents=True, exist_ok=True)
+    settings_file = home / "dagster.yaml"
+    if not settings_file.exists():
+        # The machine may have no network; Dagster's usage telemetry only adds noise to the logs.
+        settings_file.write_text("telemetry:\n  enabled: false\n")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

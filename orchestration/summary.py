@@ -25,7 +25,8 @@ def print_run_summary(settings: PipelineSettings, result: ExecuteInProcessResult
     lines = [f"run {result.run_id} succeeded in {seconds:.0f} s", "", "inputs (rows in = accepted + rejected):"]
     with settings.reader() as con:
         for file, total, accepted, rejected in _rows(
-            con, "select file, input_rows, accepted_rows, rejected_rows from input_row_counts order by file"
+            con, "select coalesce(file, table_name), input_rows, accepted_rows, rejected_rows from input_row_counts "
+                 "where present order by table_name"
         ):
             lines.append(f"  {file:<28} {total:>11,} = {accepted:>10,} accepted + {rejected:>8,} rejected")
         absent = [r[0] for r in _rows(con, "select table_name from raw.load_manifest where not present")]

@@ -1,4 +1,6 @@
 -- rejected_rows must list every rejected row, so its count per table matches input_row_counts.
+{{ config(meta={'dagster': {'ref': {'name': 'rejected_rows'}}}) }}
+
 with
 
 listed as (

@@ -54,7 +54,7 @@ aged as (
             false
         ) as is_third_party,
         events.occurred_at,
-        {{ dbt.datediff('events.occurred_on', 'run_as_of.as_of_date', 'day') }} as age_days,
+        {{ dbt.datediff('events.occurred_on', 'run_as_of.as_of_date', 'day') | trim }} as age_days,
         coalesce(events.value, 1) as weight
     from events
     cross join run_as_of

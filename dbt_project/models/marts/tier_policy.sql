@@ -1,13 +1,13 @@
 with
 
-tier_plays as (
+seed_tier_policy as (
 
     select
         tier,
         owner_role,
         sla_hours,
         play
-    from {{ ref('tier_plays') }}
+    from {{ ref('seed_tier_policy') }}
 
 ),
 
@@ -18,7 +18,7 @@ final as (
         owner_role,
         sla_hours,
         play
-    from tier_plays
+    from seed_tier_policy
 
 )
 
