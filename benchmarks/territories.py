@@ -23,7 +23,7 @@ ZIPF_EXPONENT = 1.0
 METRO_SPREAD_DEG = 0.35
 RURAL_SHARE = 0.05
 # Lognormal sigma for which the top 20% of accounts hold about 64% of the potential (as in NOTES.md).
-POTENTIAL_SIGMA = 1.35
+POTENTIAL_SIGMA = 1.2
 TIER_SHARES = {"A": 0.15, "B": 0.35, "C": 0.50}
 INDUSTRIES = ("software", "manufacturing", "healthcare", "finance", "retail", "logistics", "energy",
               "education", "media", "telecom", "construction", "hospitality")

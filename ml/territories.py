@@ -58,10 +58,15 @@ WINDOW_SHARE = 0.1
 MIN_WINDOW = 16
 # Price of one unit of share imbalance in a cut, against at most one per unit moved away from the cut.
 CUT_SLACK_PENALTY = 1e4
+# A cut missing some criterion's share by more than this is retried over the whole node.
+CUT_SHORTFALL = 1e-4
 # Price of a territory leaving its band by the mean of a criterion, as a multiple of moving every account
 # of a mean territory to its costliest candidate: leaving a band only pays when no move can avoid it.
 BAND_SLACK_PENALTY = 10.0
 CAPACITY_PENALTY_FACTOR = 10.0
+# The MIP puts balance far above distance: a slack-for-distance trade makes the MIP much harder to prove
+# optimal, and at that stage balance is what is left to fix.
+MIP_PENALTY_FACTOR = 1e3
 # Keeping an account with its current owner is worth this many typical account-to-centre distances.
 CONTINUITY_WEIGHT = 0.5
 # Putting an account in a territory that holds none of its industry costs this many typical distances.
@@ -455,22 +460,32 @@ def _industry_boundary(industry: np.ndarray, cumulative: np.ndarray, share: floa
 def _balance_cut(shares: np.ndarray, cut: int, share: float, log: _SolverLog) -> np.ndarray:
     """Left mask for a cut: units before a window go left, and an LP over the window picks the rest so
     that the left side holds `share` of every criterion while staying as close to the cut as it can."""
-    m, n_criteria = shares.shape
+    m = len(shares)
     half = max(MIN_WINDOW, int(WINDOW_SHARE * m))
+    left, short = _window_cut(shares, cut, share, half, log)
+    # A window too narrow to balance (say a whale sits outside it) is widened to the whole node once.
+    if short and half < m:
+        left, _ = _window_cut(shares, cut, share, m, log)
+    return left
+
+
+def _window_cut(shares: np.ndarray, cut: int, share: float, half: int, log: _SolverLog) -> tuple[np.ndarray, bool]:
+    """Left mask from the LP over `half` units on each side of the cut, and whether it fell short."""
+    m, n_criteria = shares.shape
     lo, hi = max(0, cut - half), min(m, cut + half)
     width = hi - lo
-    need = share - shares[:lo].sum(axis=0)
     eye = np.eye(n_criteria)
     cost = np.r_[(np.arange(lo, hi) - cut + 0.5) / half, np.full(2 * n_criteria, CUT_SLACK_PENALTY)]
     result = _run_lp(
         log, "bisection cut", cost,
-        A_eq=np.hstack([shares[lo:hi].T, eye, -eye]), b_eq=need,
+        A_eq=np.hstack([shares[lo:hi].T, eye, -eye]), b_eq=share - shares[:lo].sum(axis=0),
         bounds=[(0, 1)] * width + [(0, None)] * (2 * n_criteria),
     )
-    left = np.arange(m) < (lo if result is not None else cut)
-    if result is not None:
-        left[lo:hi] = result[:width] > 0.5
-    return left
+    if result is None:
+        return np.arange(m) < cut, True
+    left = np.arange(m) < lo
+    left[lo:hi] = result[:width] > 0.5
+    return left, bool(result[width:].sum() > CUT_SHORTFALL)
 
 
 def _match(parts: np.ndarray, idx: np.ndarray, units: _Units, owners: pd.DataFrame | None, k: int) -> np.ndarray:
@@ -684,7 +699,7 @@ def _pair_costs(
     count = items.criteria[rows, COUNT]
     geo = items.geo[rows]
     cost = np.zeros(len(rows))
-    cost[geo] = (_km(items.xyz[rows[geo]], centres[cols[geo]]) / problem.typical_km) ** 2
+    cost[geo] = _km(items.xyz[rows[geo]], centres[cols[geo]]) / problem.typical_km
     cost[~geo] = COHESION_WEIGHT * ~present[cols[~geo], items.industry[rows[~geo]] + 1]
     owner = items.owner[rows]
     cost += CONTINUITY_WEIGHT * ((owner >= 0) & (owner != cols))
@@ -739,7 +754,7 @@ def _solve(
     a_eq = sparse.csr_matrix(
         (np.ones(n_pairs), (pair_item, np.arange(n_pairs))), shape=(len(item), n_pairs + slack_cols.size)
     )
-    penalty = _slack_penalty(cost, load[:, COUNT], problem)
+    penalty = _slack_penalty(cost, load[:, COUNT], problem) * (MIP_PENALTY_FACTOR if integral else 1.0)
     c = np.r_[cost, np.full(2 * n_band, penalty), np.full(bounded.size, penalty * CAPACITY_PENALTY_FACTOR)]
     if integral:
         x = _run_mip(log, step, c, a_ub, b_ub, a_eq, np.ones(len(item)), n_pairs)
