@@ -96,11 +96,11 @@ def cmd_import(args: argparse.Namespace) -> int:
 def _run_output(log_path: Path, verbose: bool):
     """dbt and Dagster write step logs to stdout/stderr; keep them in a file unless asked for."""
     if verbose:
-        yield True
+        yield
         return
     with open(log_path, "w", encoding="utf-8") as log, contextlib.redirect_stdout(log), \
             contextlib.redirect_stderr(log):
-        yield False
+        yield
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -125,13 +125,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     log_path = settings.data_dir / "logs" / "last_run.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with DagsterInstance.get() as instance, _run_output(log_path, args.verbose) as progress:
-        if progress:
-            _say("  (step logs follow; without --verbose they go to the log file)")
+    with DagsterInstance.get() as instance, _run_output(log_path, args.verbose):
         result = job.execute_in_process(
             instance=instance,
             raise_on_error=False,
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO" if args.verbose else "WARNING"}}}},
+            run_config={"loggers": {
+                "console": {"config": {"log_level": "INFO" if args.verbose else "WARNING"}},
+                **({"progress": {}} if _interactive() and not args.verbose else {}),
+            }},
         )
     seconds = time.perf_counter() - started
     if not result.success:

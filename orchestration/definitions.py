@@ -10,6 +10,7 @@ from dagster import (
     DefaultScheduleStatus,
     Definitions,
     ScheduleDefinition,
+    colored_console_logger,
     define_asset_job,
     definitions,
     in_process_executor,
@@ -23,6 +24,7 @@ from orchestration.assets.publish import analytics_copy
 from orchestration.assets.scoring import account_scoring
 from orchestration.assets.territories import territory_plan
 from orchestration.checks import CHECKS
+from orchestration.progress import step_progress_logger
 from orchestration.resources import PipelineSettings
 
 FULL_PIPELINE_JOB = "full_pipeline"
@@ -62,6 +64,7 @@ def build_definitions(settings: PipelineSettings) -> Definitions:
                 dbt_executable=str(Path(sys.executable).with_name("dbt")),
             ),
         },
+        loggers={"console": colored_console_logger, "progress": step_progress_logger},
         # DuckDB has a single writer: steps run one after another in one process.
         executor=in_process_executor,
     )
