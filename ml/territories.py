@@ -1,16 +1,21 @@
-"""Balanced sales territories: one per owner rep, by geography or vertical, refined with the HiGHS solver.
+"""Balanced sales territories: one per owner rep, by geography or vertical, solved with HiGHS.
 
-The plan is built in four steps:
-1. Accounts are grouped into units (a parent with its children) so a family is never split.
+The plan is built in five steps:
+1. Accounts are grouped into units (a parent with all its children), so a family is never split.
 2. A balanced recursive bisection cuts the units into one part per owner rep. Each cut sorts the units
    along the principal axis of their coordinates (geo) or along the industry order (vertical), and a small
-   HiGHS LP over the units next to the cut makes both sides match their share of potential, workload and
-   account count at once. This start is already balanced and is the fallback when a later solve fails.
-3. Parts are matched to reps with `linear_sum_assignment` so current owners keep as many accounts as
-   possible (and, for geo, reps stay near home).
-4. A HiGHS LP moves items (units, or small cells of units at scale) between their territory and a few
-   nearest territories to shorten distances, with every territory held inside a band around the mean of
-   each criterion and under its rep's capacity; the few fractional items are settled by a HiGHS MIP.
+   HiGHS LP over the units next to the cut gives each side its share of potential, workload and account
+   count at once. This start is already balanced; it is what a failed solve falls back to.
+3. Parts are matched to reps with `linear_sum_assignment`, so current owners keep as many of their
+   accounts as possible (and, for geo, reps stay near home).
+4. Lloyd-style rounds of a HiGHS LP move cells of neighbouring units between their territory and a few
+   candidate territories (nearest centres for geo; neighbouring runs of the industry order otherwise),
+   minimising distance, industry spread and owner changes while every territory stays inside a band
+   around the mean of each criterion and under its rep's capacity.
+5. Integer repair: cells the LP split are opened into their units and shared out by a smaller LP; the
+   few units still split are rounded, by a HiGHS MIP when plain rounding would leave the band.
+
+Geo plans with some accounts lacking coordinates share those out like a vertical plan, in the same LP.
 """
 
 from __future__ import annotations
@@ -32,51 +37,61 @@ EARTH_RADIUS_KM = 6371.0088
 CRITERIA = ("potential", "workload", "account_count")
 POTENTIAL, WORKLOAD, COUNT = range(3)
 TIERS = ("A", "B", "C")
+UNKNOWN_INDUSTRY = -1
+
 # The LP holds every territory within a fifth of the policy tolerance around the mean and the integer
-# repair within a quarter: the published plan stays well inside the tolerance, and the repair has
-# room enough to be solved to optimality quickly.
+# repair within a quarter: the published plan stays well inside the tolerance, and the repair has room
+# enough to be solved to optimality quickly.
 BAND_SHARE_OF_TOLERANCE = 0.2
 REPAIR_BAND_SHARE_OF_TOLERANCE = 0.25
-# Candidate territories per item besides its own and its owner's: enough to reshape territories,
-# few enough to keep the LP sparse (wider sets made the solve much slower without better plans).
-NEAREST_CANDIDATES = 5
-REFINE_ROUNDS = 6
-# The LP moves cells of neighbouring units (one territory, one owner): this many per territory, and
-# at most ITEM_BUDGET in all, keep it under a few seconds a round while boundaries stay fine-grained.
-CELLS_PER_TERRITORY = 32
-ITEM_BUDGET = 16_000
-# Units above this share of a band's half-width get cells of their own and are rounded before the rest.
-LARGE_UNIT_SHARE = 0.5
-# Units per territory the integer repair may move besides the split ones: room to trade lumpy units.
-FLEXIBLE_PER_TERRITORY = 16
-LP_TIME_LIMIT_S = 60.0
-MIP_TIME_LIMIT_S = 10.0
-# The repair MIP stops once its answer is proven within this share of the best possible.
-MIP_RELATIVE_GAP = 0.05
+
 # A cut's LP sees this share of the node's units on each side of the cut (at least MIN_WINDOW units).
 WINDOW_SHARE = 0.1
 MIN_WINDOW = 16
-# Price of one unit of share imbalance in a cut, against at most one per unit moved away from the cut.
-CUT_SLACK_PENALTY = 1e4
+# Price of missing a criterion's share in a cut by the whole node, per unit in the node, against at most
+# 1 per unit moved: a unit holds about 1/m of a node of m units, so the price grows with m.
+CUT_SLACK_PENALTY = 100.0
 # A cut missing some criterion's share by more than this is retried over the whole node.
 CUT_SHORTFALL = 1e-4
-# Price of a territory leaving its band by the mean of a criterion, as a multiple of moving every account
-# of a mean territory to its costliest candidate: leaving a band only pays when no move can avoid it.
-BAND_SLACK_PENALTY = 10.0
-CAPACITY_PENALTY_FACTOR = 10.0
-# The MIP puts balance far above distance: a slack-for-distance trade makes the MIP much harder to prove
-# optimal, and at that stage balance is what is left to fix.
-MIP_PENALTY_FACTOR = 1e3
-# Keeping an account with its current owner is worth this many typical account-to-centre distances.
-CONTINUITY_WEIGHT = 0.5
-# Putting an account in a territory that holds none of its industry costs this many typical distances.
+
+REFINE_ROUNDS = 6
+# Candidate territories per cell besides its own, its owner's and its industry's: enough to reshape
+# territories (5 gave plans about 5% longer at 100k accounts), few enough to keep the LP sparse.
+NEAREST_CANDIDATES = 8
+# The LP moves cells of neighbouring units: this many per territory, and at most ITEM_BUDGET in all,
+# keep a round to a few seconds while boundaries stay fine-grained.
+CELLS_PER_TERRITORY = 32
+ITEM_BUDGET = 16_000
+# Units holding more than this share of a band's half-width are cells of their own and are pinned
+# before the integer repair: a split whale cannot be rounded without a big error.
+LARGE_UNIT_SHARE = 0.5
+# Units per territory, per criterion, that the last-resort repair MIP may move besides the split ones.
+FLEXIBLE_PER_TERRITORY = 16
+
+# Cost weights, in typical account-to-centre distances per account: keeping an account with its current
+# owner, and putting an account without coordinates where little of its industry is.
+CONTINUITY_WEIGHT = 1.0
 COHESION_WEIGHT = 1.0
+# Distance charged for going to a territory that has no centre yet (no unit of the item's kind).
+UNPLACED_DISTANCE = 10.0
 # Weight of the rep's home distance (relative to the largest) against the share of accounts kept.
 HOME_DISTANCE_WEIGHT = 0.25
-# k-means for the baseline is fitted on at most this many accounts and then assigns all of them.
-KMEANS_SAMPLE = 200_000
+# Price of a territory leaving its band by the mean of a criterion, as a multiple of moving every account
+# of a mean territory to its costliest candidate: leaving a band only pays when no move avoids it.
+BAND_SLACK_PENALTY = 10.0
+CAPACITY_PENALTY_FACTOR = 10.0
+# The MIP puts balance far above distance: trading slack for distance makes it much harder to prove
+# optimal, and balance is what is left to fix at that stage.
+MIP_PENALTY_FACTOR = 1e3
+
+LP_TIME_LIMIT_S = 60.0
+MIP_TIME_LIMIT_S = 10.0
+# The repair MIP only touches boundary units, so 5% of their cost is a rounding error on the plan.
+MIP_RELATIVE_GAP = 0.05
 FRACTIONAL_EPS = 1e-6
-UNKNOWN_INDUSTRY = -1
+# k-means for the baseline is fitted on at most this many accounts, then assigns all of them: at 1M
+# accounts a full fit alone takes 45-55 s here.
+KMEANS_SAMPLE = 200_000
 
 
 @dataclass
@@ -96,7 +111,7 @@ class TerritoryPlan:
 
 @dataclass
 class _Accounts:
-    """Per-account arrays the planner needs, aligned with the input rows."""
+    """Per-account arrays aligned with the input rows."""
 
     ids: np.ndarray
     xyz: np.ndarray
@@ -116,7 +131,7 @@ class _Units:
     of_account: np.ndarray
     criteria: np.ndarray
     xyz: np.ndarray
-    has_geo: np.ndarray
+    geo: np.ndarray
     industry: np.ndarray
     owner: np.ndarray
     sequence: np.ndarray
@@ -126,23 +141,62 @@ class _Units:
         return len(self.criteria)
 
 
+def _subset(units: _Units, mask: np.ndarray) -> _Units:
+    """The units selected by mask (without the account mapping, which only the whole set needs)."""
+    return _Units(
+        of_account=np.zeros(0, dtype=np.int64), criteria=units.criteria[mask], xyz=units.xyz[mask],
+        geo=units.geo[mask], industry=units.industry[mask], owner=units.owner[mask], sequence=units.sequence[mask],
+    )
+
+
+@dataclass
+class _Items:
+    """What an LP moves: units, or cells of units from one territory (and one owner and industry)."""
+
+    of_unit: np.ndarray
+    criteria: np.ndarray
+    xyz: np.ndarray
+    geo: np.ndarray
+    industry: np.ndarray
+    owner: np.ndarray
+    large: np.ndarray
+    sequence: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return len(self.criteria)
+
+
 @dataclass
 class _Problem:
-    """What every solve shares: territory count, bands, capacities and cost scales."""
+    """What every solve shares: bands, capacities, cost scales and where candidates come from."""
 
     k: int
     mean: np.ndarray
+    # Totals per territory of the units no solve moves.
+    base_load: np.ndarray
     band: float
     repair_band: float
     capacity: np.ndarray
     typical_km: float
+    # Territories before and after each territory in the industry order, -1 at the ends.
+    neighbours: np.ndarray
+    # Share of each industry's units (without coordinates) in each territory; column 0 is unknown.
+    industry_share: np.ndarray
+    industry_home: np.ndarray
+    # Units without coordinates per territory on average: the yardstick of distance in the industry order.
+    run_length: float
+    # Centre of each territory's geo units, and mean position in the industry order of its other units
+    # (NaN when it has none); both move from round to round.
+    centres: np.ndarray
+    sequence_centres: np.ndarray
 
 
 @dataclass
 class _SolverLog:
-    """Solver outcomes collected across the steps of one plan."""
+    """Solver steps (with how often each ran), failures and time spent solving."""
 
-    steps: list[str] = field(default_factory=list)
+    steps: dict[str, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -156,18 +210,19 @@ def plan_territories(
     """Assign every account to exactly one owner rep's territory, balanced and compact."""
     warnings: list[str] = []
     owners = _owner_reps(reps, policy, warnings)
-    acc = _account_arrays(accounts, owners, workload_weights)
-    k = len(owners)
+    acc = _account_arrays(accounts, owners, workload_weights, warnings)
     capacity = _capacities(owners, policy, len(acc.ids), warnings)
     basis = _choose_basis(policy, acc, warnings)
-    units = _units(acc)
+    units = _units(acc, basis)
     log = _SolverLog()
-    problem = _problem(units, capacity, policy.tolerance)
-    territory, neighbours, present = _start(units, basis, k, owners, policy.tolerance, log)
-    if k > 1 and units.size > 0:
-        territory = _refine(units, territory, neighbours, present, problem, basis, log)
-    account_territory = territory[units.of_account]
-    return _build_plan(acc, owners, account_territory, capacity, basis, log, policy, warnings)
+    territory, neighbours = _start(units, owners, policy.tolerance, log)
+    # In a geo plan the units without coordinates keep their (balanced) runs of the industry order:
+    # letting them move too ties far-apart territories together and made the LP 4-10x slower.
+    movable = units.geo if units.geo.any() else np.ones(units.size, dtype=bool)
+    if len(owners) > 1 and units.size > 0:
+        problem = _problem(units, territory, neighbours, capacity, policy.tolerance, ~movable)
+        territory[movable] = _refine(_subset(units, movable), territory[movable], problem, log)
+    return _build_plan(acc, owners, territory[units.of_account], capacity, basis, log, policy, warnings)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -178,59 +233,58 @@ def _owner_reps(reps: pd.DataFrame, policy: TerritoryPolicy, warnings: list[str]
     """Reps who own a territory, sorted by rep_id: those with an owner role, or every rep if none has."""
     if reps.empty:
         raise ValueError("the reps table has no rows: territories need at least one rep to own them")
-    roles = reps["role"] if "role" in reps else pd.Series(None, index=reps.index)
-    owners = reps[roles.isin(policy.owner_roles)]
+    owners = reps[_column(reps, "role").isin(policy.owner_roles)]
     if owners.empty:
-        warnings.append(
-            f"no rep has an owner role {policy.owner_roles}; every one of the {len(reps)} reps owns a territory"
-        )
+        warnings.append(f"no rep has a role in {policy.owner_roles}; each of the {len(reps)} reps owns a territory")
         owners = reps
     owners = owners.assign(rep_id=owners["rep_id"].astype(str)).sort_values("rep_id", kind="stable")
-    duplicated = owners["rep_id"].duplicated()
-    if duplicated.any():
-        raise ValueError(f"reps table repeats rep_id {owners['rep_id'][duplicated].iloc[0]!r}; rep_id must be unique")
+    repeated = owners["rep_id"][owners["rep_id"].duplicated()]
+    if not repeated.empty:
+        raise ValueError(f"the reps table repeats rep_id {repeated.iloc[0]!r}; each rep must appear once")
     return owners.reset_index(drop=True)
 
 
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """A column, or all-null when the frame lacks that optional column."""
+    return frame[name] if name in frame else pd.Series(pd.NA, index=frame.index, dtype="object")
+
+
 def _account_arrays(
-    accounts: pd.DataFrame, owners: pd.DataFrame, workload_weights: dict[str, float]
+    accounts: pd.DataFrame, owners: pd.DataFrame, workload_weights: dict[str, float], warnings: list[str]
 ) -> _Accounts:
     """Validate the accounts frame and turn it into aligned NumPy arrays."""
     ids = accounts["account_id"].astype(str).to_numpy()
     if pd.Index(ids).has_duplicates:
-        raise ValueError("accounts repeat an account_id; every account must appear once")
-    lat, lon = (pd.to_numeric(accounts[c], errors="coerce").to_numpy(dtype=float) for c in ("latitude", "longitude"))
+        raise ValueError("accounts repeat an account_id; each account must appear once")
+    lat, lon = (pd.to_numeric(_column(accounts, c), errors="coerce").to_numpy(dtype=float) for c in ("latitude", "longitude"))
     has_geo = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90) & (np.abs(lon) <= 180)
-    potential = pd.to_numeric(accounts["potential"], errors="coerce").fillna(0.0).to_numpy(dtype=float)
+    potential = pd.to_numeric(accounts["potential"], errors="coerce").to_numpy(dtype=float)
     if (potential < 0).any():
         raise ValueError(f"{int((potential < 0).sum())} accounts have a negative potential; potential must be >= 0")
+    if np.isnan(potential).any():
+        warnings.append(f"{int(np.isnan(potential).sum())} accounts have no potential; they count as 0")
     tiers = accounts["tier"].astype("string")
     unknown = sorted(set(tiers.dropna().unique()) - set(workload_weights)) + (["null"] if tiers.isna().any() else [])
     if unknown:
         raise ValueError(f"tier(s) {unknown} have no workload weight; add them to workload_weights in the policy")
     workload = tiers.map(workload_weights).to_numpy(dtype=float)
-    criteria = np.column_stack([potential, workload, np.ones(len(ids))])
-    industry = pd.factorize(accounts["industry"].astype("string"), sort=True)[0]
-    previous = accounts["owner_rep_id"].astype("string")
-    owner = pd.Index(owners["rep_id"]).get_indexer(previous.fillna(""))
-    parent = pd.Index(ids).get_indexer(accounts["parent_account_id"].astype("string").fillna(""))
+    previous = _column(accounts, "owner_rep_id").astype("string")
     return _Accounts(
         ids=ids,
         xyz=_to_xyz(lat, lon, has_geo),
         has_geo=has_geo,
-        industry=industry,
-        criteria=criteria,
+        industry=pd.factorize(_column(accounts, "industry").astype("string"), sort=True)[0],
+        criteria=np.column_stack([np.nan_to_num(potential), workload, np.ones(len(ids))]),
         tier=pd.Categorical(tiers, categories=TIERS).codes,
-        owner=owner,
+        owner=pd.Index(owners["rep_id"]).get_indexer(previous.fillna("")),
         previous=previous.astype(object).where(previous.notna(), None).to_numpy(),
-        parent=parent,
+        parent=pd.Index(ids).get_indexer(_column(accounts, "parent_account_id").astype("string").fillna("")),
     )
 
 
 def _capacities(owners: pd.DataFrame, policy: TerritoryPolicy, n_accounts: int, warnings: list[str]) -> np.ndarray:
     """Account capacity per owner rep (inf when unbounded), scaled up when the total is below the book."""
-    raw = owners["capacity_accounts"] if "capacity_accounts" in owners else pd.Series(np.nan, index=owners.index)
-    capacity = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+    capacity = pd.to_numeric(_column(owners, "capacity_accounts"), errors="coerce").to_numpy(dtype=float)
     default = np.inf if policy.default_capacity_accounts is None else float(policy.default_capacity_accounts)
     capacity = np.where(np.isnan(capacity), default, capacity)
     total = capacity.sum()
@@ -247,22 +301,22 @@ def _capacities(owners: pd.DataFrame, policy: TerritoryPolicy, n_accounts: int, 
 def _choose_basis(policy: TerritoryPolicy, acc: _Accounts, warnings: list[str]) -> str:
     """Geo or vertical, as the policy says; 'auto' is geo when enough accounts have coordinates."""
     geo_share = float(acc.has_geo.mean()) if len(acc.has_geo) else 0.0
-    if policy.basis == "vertical":
+    if policy.basis == "vertical" or (policy.basis == "auto" and geo_share < policy.min_geo_share):
         return "vertical"
-    if policy.basis == "geo" and geo_share == 0:
+    if geo_share == 0:
         warnings.append("basis 'geo' was asked for but no account has coordinates; territories are vertical")
         return "vertical"
-    if policy.basis == "auto" and geo_share < policy.min_geo_share:
-        return "vertical"
     if geo_share < 1:
-        warnings.append(
-            f"{int((~acc.has_geo).sum())} accounts have no coordinates; they are shared out by industry"
-        )
+        warnings.append(f"{int((~acc.has_geo).sum())} accounts have no coordinates; they are shared out by industry")
     return "geo"
 
 
+# ---------------------------------------------------------------------------------------------------
+# Geometry on the unit sphere (distances stay right anywhere on Earth)
+
+
 def _to_xyz(lat: np.ndarray, lon: np.ndarray, has_geo: np.ndarray) -> np.ndarray:
-    """Unit vectors on the sphere (NaN rows where coordinates are missing): distances work worldwide."""
+    """Unit vectors for coordinates in degrees; NaN rows where coordinates are missing."""
     phi, lam = np.radians(np.where(has_geo, lat, 0.0)), np.radians(np.where(has_geo, lon, 0.0))
     xyz = np.column_stack([np.cos(phi) * np.cos(lam), np.cos(phi) * np.sin(lam), np.sin(phi)])
     xyz[~has_geo] = np.nan
@@ -270,30 +324,28 @@ def _to_xyz(lat: np.ndarray, lon: np.ndarray, has_geo: np.ndarray) -> np.ndarray
 
 
 def _to_lat_lon(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Latitude and longitude in degrees of (not necessarily unit) vectors."""
+    """Latitude and longitude in degrees of vectors."""
     lat = np.degrees(np.arctan2(xyz[:, 2], np.hypot(xyz[:, 0], xyz[:, 1])))
     return lat, np.degrees(np.arctan2(xyz[:, 1], xyz[:, 0]))
 
 
 def _km(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Great-circle distance in km between rows of unit vectors (haversine through the chord length)."""
+    """Great-circle (haversine) distance in km between rows of unit vectors, via the chord length."""
     chord = np.linalg.norm(a - b, axis=1)
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.clip(chord / 2, 0, 1))
 
 
 def _unit_vectors(sums: np.ndarray) -> np.ndarray:
-    """Normalise summed vectors onto the sphere; zero sums become NaN."""
+    """Summed vectors projected onto the sphere; zero sums become NaN."""
     norm = np.linalg.norm(sums, axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(norm > 0, sums / norm, np.nan)
 
 
 def _group_centres(xyz: np.ndarray, weight: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
-    """Weighted centre on the sphere of each group (NaN for groups without coordinates)."""
+    """Weighted centre on the sphere of each group (NaN for a group without coordinates)."""
     ok = np.isfinite(xyz[:, 0])
-    sums = np.column_stack([
-        np.bincount(group[ok], weights=weight[ok] * xyz[ok, d], minlength=n_groups) for d in range(3)
-    ])
+    sums = np.column_stack([np.bincount(group[ok], weight[ok] * xyz[ok, d], n_groups) for d in range(3)])
     return _unit_vectors(sums)
 
 
@@ -301,30 +353,43 @@ def _group_centres(xyz: np.ndarray, weight: np.ndarray, group: np.ndarray, n_gro
 # Units
 
 
-def _units(acc: _Accounts) -> _Units:
+def _units(acc: _Accounts, basis: str) -> _Units:
     """Group each parent with its children (at any depth) into one unit with summed criteria."""
     n = len(acc.ids)
     linked = np.flatnonzero(acc.parent >= 0)
+    label = np.arange(n)
     if linked.size:
         graph = sparse.coo_matrix((np.ones(linked.size), (linked, acc.parent[linked])), shape=(n, n))
-        n_units, label = connected_components(graph, directed=False)
-    else:
-        n_units, label = n, np.arange(n)
-    criteria = np.column_stack([np.bincount(label, weights=acc.criteria[:, j], minlength=n_units) for j in range(3)])
+        label = connected_components(graph, directed=False)[1]
+    n_units = int(label.max(initial=-1)) + 1
     xyz = _group_centres(acc.xyz, np.ones(n), label, n_units)
-    # The unit's root (the member without a parent, the biggest one if a cycle hides it) names its industry
-    # and its place in the industry order.
+    # The root (the member without a parent; the biggest one if a cycle hides it) gives the unit its
+    # industry and its place in the industry order.
     first = np.lexsort((-acc.criteria[:, POTENTIAL], acc.parent >= 0, label))
     root = first[_first_of_runs(label[first])]
     return _Units(
         of_account=label,
-        criteria=criteria,
+        criteria=np.column_stack([np.bincount(label, acc.criteria[:, j], n_units) for j in range(len(CRITERIA))]),
         xyz=xyz,
-        has_geo=np.isfinite(xyz[:, 0]),
+        geo=np.isfinite(xyz[:, 0]) & (basis == "geo"),
         industry=acc.industry[root],
         owner=_majority(label, acc.owner, n_units),
         sequence=_sequence(acc.industry[root], acc.ids[root]),
     )
+
+
+def _first_of_runs(keys: np.ndarray) -> np.ndarray:
+    """Mask of the first element of each run of equal keys in a sorted array."""
+    return np.r_[True, keys[1:] != keys[:-1]] if keys.size else np.zeros(0, dtype=bool)
+
+
+def _group_ids(*columns: np.ndarray) -> np.ndarray:
+    """Dense id (0..n-1) of each row's combination of values in the integer columns."""
+    ids = np.zeros(len(columns[0]), dtype=np.int64)
+    for column in columns:
+        values, column_ids = np.unique(column, return_inverse=True)
+        ids = np.unique(ids * len(values) + column_ids.ravel(), return_inverse=True)[1].ravel()
+    return ids
 
 
 def _majority(group: np.ndarray, value: np.ndarray, n_groups: int) -> np.ndarray:
@@ -333,10 +398,11 @@ def _majority(group: np.ndarray, value: np.ndarray, n_groups: int) -> np.ndarray
     ok = value >= 0
     if not ok.any():
         return out
-    pairs, counts = np.unique(np.column_stack([group[ok], value[ok]]), axis=0, return_counts=True)
-    best = np.lexsort((-counts, pairs[:, 0]))
-    first = best[_first_of_runs(pairs[best, 0])]
-    out[pairs[first, 0]] = pairs[first, 1]
+    width = int(value.max()) + 1
+    pairs, counts = np.unique(group[ok].astype(np.int64) * width + value[ok], return_counts=True)
+    best = pairs[np.lexsort((-counts, pairs // width))]
+    best = best[_first_of_runs(best // width)]
+    out[best // width] = best % width
     return out
 
 
@@ -344,78 +410,59 @@ def _sequence(industry: np.ndarray, key: np.ndarray) -> np.ndarray:
     """Position of each unit in the vertical order: by industry (unknown last), then by account id."""
     group = np.where(industry == UNKNOWN_INDUSTRY, industry.max(initial=0) + 1, industry)
     order = np.lexsort((key, group))
-    position = np.empty(len(order), dtype=float)
+    position = np.empty(len(order))
     position[order] = np.arange(len(order))
     return position
-
-
-def _problem(units: _Units, capacity: np.ndarray, tolerance: float) -> _Problem:
-    """Bands around the mean of each criterion, capacities and the cost scales the LPs share."""
-    k = len(capacity)
-    return _Problem(
-        k=k,
-        mean=units.criteria.sum(axis=0) / k,
-        band=tolerance * BAND_SHARE_OF_TOLERANCE,
-        repair_band=tolerance * REPAIR_BAND_SHARE_OF_TOLERANCE,
-        capacity=capacity,
-        typical_km=1.0,
-    )
 
 
 # ---------------------------------------------------------------------------------------------------
 # Start: balanced recursive bisection, parts matched to reps
 
 
-def _start(
-    units: _Units, basis: str, k: int, owners: pd.DataFrame, tolerance: float, log: _SolverLog
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Balanced start: territory per unit, each territory's two neighbours in the industry order, and
-    which industries each territory holds.
+def _start(units: _Units, owners: pd.DataFrame, tolerance: float, log: _SolverLog) -> tuple[np.ndarray, np.ndarray]:
+    """Balanced start: territory per unit, and each territory's neighbours in the industry order.
 
-    Geo units are cut by geography; units without coordinates (all of them for a vertical plan) are cut
-    into runs of the industry order. Both sets are balanced on their own, so any pairing of a geo part
-    with a run is balanced too; each set is then matched to the reps separately.
+    Geo units are cut by geography; units without coordinates (all of them in a vertical plan) are cut
+    into runs of the industry order. Each set is balanced on its own, so any pairing of a geo part with
+    a run is balanced too; each set is matched to the reps separately.
     """
+    k = len(owners)
     territory = np.full(units.size, -1)
     neighbours = np.full((k, 2), -1)
-    geo = units.has_geo & (basis == "geo")
-    if geo.any():
-        idx = np.flatnonzero(geo)
+    if units.geo.any():
+        idx = np.flatnonzero(units.geo)
         parts = _bisect(idx, k, units, True, tolerance, log)
-        territory[idx] = _match(parts, idx, units, owners, k)[parts]
-    if (~geo).any():
-        idx = np.flatnonzero(~geo)
+        territory[idx] = _match(parts, idx, units, k, owners)[parts]
+    if not units.geo.all():
+        idx = np.flatnonzero(~units.geo)
         parts = _bisect(idx, k, units, False, tolerance, log)
-        rep_of_part = _match(parts, idx, units, None, k)
+        rep_of_part = _match(parts, idx, units, k, None)
         territory[idx] = rep_of_part[parts]
         neighbours[rep_of_part[1:], 0] = rep_of_part[:-1]
         neighbours[rep_of_part[:-1], 1] = rep_of_part[1:]
-    n_industries = units.industry.max(initial=UNKNOWN_INDUSTRY) + 2
-    present = np.zeros((k, n_industries), dtype=bool)
-    present[territory[~geo], units.industry[~geo] + 1] = True
-    return territory, neighbours, present
+    return territory, neighbours
 
 
 def _bisect(idx: np.ndarray, k: int, units: _Units, geometric: bool, tolerance: float, log: _SolverLog) -> np.ndarray:
-    """Part (0..k-1) of each unit in idx: halve the set recursively, each half matching its share of reps."""
+    """Part (0..k-1) of each unit in idx: halve the set recursively, each half holding its reps' share."""
     part = np.zeros(len(idx), dtype=int)
     stack = [(np.arange(len(idx)), k, 0)]
     while stack:
-        pos, kk, offset = stack.pop()
-        if kk == 1 or len(pos) == 0:
+        pos, parts, offset = stack.pop()
+        if parts == 1 or len(pos) == 0:
             part[pos] = offset
             continue
-        k_left = kk // 2
-        order, left = _cut(idx[pos], k_left / kk, units, geometric, tolerance, log)
-        stack.append((pos[order][left], k_left, offset))
-        stack.append((pos[order][~left], kk - k_left, offset + k_left))
+        left_parts = parts // 2
+        order, left = _cut(idx[pos], left_parts / parts, units, geometric, tolerance, log)
+        stack.append((pos[order][left], left_parts, offset))
+        stack.append((pos[order][~left], parts - left_parts, offset + left_parts))
     return part
 
 
 def _cut(
     ids: np.ndarray, share: float, units: _Units, geometric: bool, tolerance: float, log: _SolverLog
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sort units along the cut direction and pick the ones going left (a mask in sorted order)."""
+    """Sort units along the cut direction and choose the ones going left (a mask in sorted order)."""
     if geometric:
         projection = _principal_projection(units.xyz[ids], units.criteria[ids, COUNT])
     else:
@@ -423,12 +470,11 @@ def _cut(
     order = np.argsort(projection, kind="stable")
     shares = _shares(units.criteria[ids[order]])
     cumulative = np.cumsum(shares.mean(axis=1))
-    cut = int(np.searchsorted(cumulative, share))
     if not geometric:
         boundary = _industry_boundary(units.industry[ids[order]], cumulative, share, tolerance)
         if boundary is not None:
             return order, np.arange(len(ids)) < boundary
-    return order, _balance_cut(shares, cut, share, log)
+    return order, _balance_cut(shares, int(np.searchsorted(cumulative, share)), share, log)
 
 
 def _principal_projection(xyz: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -439,7 +485,7 @@ def _principal_projection(xyz: np.ndarray, weight: np.ndarray) -> np.ndarray:
 
 
 def _shares(criteria: np.ndarray) -> np.ndarray:
-    """Each criterion as a share of its total, dropping criteria that are zero everywhere."""
+    """Each criterion as a share of its total, leaving out criteria that are zero everywhere."""
     totals = criteria.sum(axis=0)
     active = totals > 0
     return criteria[:, active] / totals[active]
@@ -452,18 +498,18 @@ def _industry_boundary(industry: np.ndarray, cumulative: np.ndarray, share: floa
         return None
     deviation = np.abs(cumulative[boundaries - 1] - share)
     best = int(np.argmin(deviation))
-    # Snap only when each side stays within half the solver band of its share.
+    # Snap only when each side stays within half the LP band of its share.
     allowed = tolerance * BAND_SHARE_OF_TOLERANCE / 2 * min(share, 1 - share)
     return int(boundaries[best]) if deviation[best] <= allowed else None
 
 
 def _balance_cut(shares: np.ndarray, cut: int, share: float, log: _SolverLog) -> np.ndarray:
     """Left mask for a cut: units before a window go left, and an LP over the window picks the rest so
-    that the left side holds `share` of every criterion while staying as close to the cut as it can."""
+    the left side holds `share` of every criterion while staying as close to the cut as it can."""
     m = len(shares)
     half = max(MIN_WINDOW, int(WINDOW_SHARE * m))
     left, short = _window_cut(shares, cut, share, half, log)
-    # A window too narrow to balance (say a whale sits outside it) is widened to the whole node once.
+    # A window too narrow to balance (a whale sits outside it, say) is widened to the whole node once.
     if short and half < m:
         left, _ = _window_cut(shares, cut, share, m, log)
     return left
@@ -475,9 +521,9 @@ def _window_cut(shares: np.ndarray, cut: int, share: float, half: int, log: _Sol
     lo, hi = max(0, cut - half), min(m, cut + half)
     width = hi - lo
     eye = np.eye(n_criteria)
-    cost = np.r_[(np.arange(lo, hi) - cut + 0.5) / half, np.full(2 * n_criteria, CUT_SLACK_PENALTY)]
     result = _run_lp(
-        log, "bisection cut", cost,
+        log, "bisection cut LP",
+        np.r_[(np.arange(lo, hi) - cut + 0.5) / half, np.full(2 * n_criteria, CUT_SLACK_PENALTY * m)],
         A_eq=np.hstack([shares[lo:hi].T, eye, -eye]), b_eq=share - shares[:lo].sum(axis=0),
         bounds=[(0, 1)] * width + [(0, None)] * (2 * n_criteria),
     )
@@ -488,25 +534,22 @@ def _window_cut(shares: np.ndarray, cut: int, share: float, half: int, log: _Sol
     return left, bool(result[width:].sum() > CUT_SHORTFALL)
 
 
-def _match(parts: np.ndarray, idx: np.ndarray, units: _Units, owners: pd.DataFrame | None, k: int) -> np.ndarray:
+def _match(parts: np.ndarray, idx: np.ndarray, units: _Units, k: int, owners: pd.DataFrame | None) -> np.ndarray:
     """Rep index for each part: most accounts kept by their current owner, then (geo) reps near home."""
     counts = units.criteria[idx, COUNT]
-    owned = units.owner[idx] >= 0
-    overlap = np.bincount(
-        parts[owned] * k + units.owner[idx][owned], weights=counts[owned], minlength=k * k
-    ).reshape(k, k)
-    size = np.bincount(parts, weights=counts, minlength=k)
-    cost = -overlap / np.maximum(size, 1.0)[:, None]
+    owner = units.owner[idx]
+    owned = owner >= 0
+    overlap = np.bincount(parts[owned] * k + owner[owned], counts[owned], k * k).reshape(k, k)
+    cost = -overlap / np.maximum(np.bincount(parts, counts, k), 1.0)[:, None]
     if owners is not None:
-        cost = cost + HOME_DISTANCE_WEIGHT * _home_distance(parts, idx, units, owners, k)
+        cost = cost + HOME_DISTANCE_WEIGHT * _home_distance(parts, idx, units, owners)
     return linear_sum_assignment(cost)[1]
 
 
-def _home_distance(parts: np.ndarray, idx: np.ndarray, units: _Units, owners: pd.DataFrame, k: int) -> np.ndarray:
+def _home_distance(parts: np.ndarray, idx: np.ndarray, units: _Units, owners: pd.DataFrame) -> np.ndarray:
     """Part-by-rep distance from the part centre to the rep's home, scaled to 0..1 (0 without a home)."""
-    if not {"latitude", "longitude"} <= set(owners.columns):
-        return np.zeros((k, k))
-    lat, lon = (pd.to_numeric(owners[c], errors="coerce").to_numpy(dtype=float) for c in ("latitude", "longitude"))
+    k = len(owners)
+    lat, lon = (pd.to_numeric(_column(owners, c), errors="coerce").to_numpy(dtype=float) for c in ("latitude", "longitude"))
     home = _to_xyz(lat, lon, np.isfinite(lat) & np.isfinite(lon))
     centres = _group_centres(units.xyz[idx], units.criteria[idx, COUNT], parts, k)
     distance = np.nan_to_num(np.linalg.norm(centres[:, None, :] - home[None, :, :], axis=2))
@@ -514,50 +557,80 @@ def _home_distance(parts: np.ndarray, idx: np.ndarray, units: _Units, owners: pd
 
 
 # ---------------------------------------------------------------------------------------------------
-# Refinement: HiGHS LP over a sparse candidate set, then integer repair of the fractional items
+# Refinement: Lloyd-style rounds of a HiGHS LP over a sparse candidate set
 
 
-@dataclass
-class _Items:
-    """What the LP moves: units, or at scale cells of units from one territory, owner and industry."""
+def _problem(
+    units: _Units, territory: np.ndarray, neighbours: np.ndarray, capacity: np.ndarray, tolerance: float,
+    fixed: np.ndarray,
+) -> _Problem:
+    """Bands around the mean of each criterion, capacities, cost scales and candidate sources; `fixed`
+    marks the units no solve moves."""
+    k = len(capacity)
+    seq = ~units.geo
+    industry = units.industry[seq] + 1
+    n_industries = int(units.industry.max(initial=UNKNOWN_INDUSTRY)) + 2
+    counts = np.zeros((k, n_industries))
+    np.add.at(counts, (territory[seq], industry), units.criteria[seq, COUNT])
+    problem = _Problem(
+        k=k,
+        mean=units.criteria.sum(axis=0) / k,
+        base_load=_fixed_totals(units, territory, np.flatnonzero(~fixed), k),
+        band=tolerance * BAND_SHARE_OF_TOLERANCE,
+        repair_band=tolerance * REPAIR_BAND_SHARE_OF_TOLERANCE,
+        capacity=capacity,
+        typical_km=_typical_km(units, territory, k),
+        neighbours=neighbours,
+        industry_share=counts / np.maximum(counts.sum(axis=0), 1.0),
+        industry_home=counts.argmax(axis=0),
+        run_length=max(seq.sum() / k, 1.0),
+        centres=np.empty((k, 3)),
+        sequence_centres=np.empty(k),
+    )
+    _recentre(problem, _subset(units, ~fixed), territory[~fixed])
+    return problem
 
-    of_unit: np.ndarray
-    criteria: np.ndarray
-    xyz: np.ndarray
-    geo: np.ndarray
-    industry: np.ndarray
-    owner: np.ndarray
-    large: np.ndarray
 
-    @property
-    def size(self) -> int:
-        return len(self.criteria)
+def _territory_centres(units: _Units, territory: np.ndarray, k: int) -> np.ndarray:
+    """Centre of each territory's geo units (NaN for a territory without any)."""
+    geo = units.geo
+    return _group_centres(units.xyz[geo], units.criteria[geo, COUNT], territory[geo], k)
 
 
-def _refine(
-    units: _Units,
-    territory: np.ndarray,
-    neighbours: np.ndarray,
-    present: np.ndarray,
-    problem: _Problem,
-    basis: str,
-    log: _SolverLog,
-) -> np.ndarray:
-    """Lloyd-style rounds: recentre, then let the LP move items to nearer territories within the bands."""
-    geo = units.has_geo & (basis == "geo")
-    problem.typical_km = _typical_km(units, geo, territory, problem.k)
-    items = _items(units, geo, territory, problem)
+def _recentre(problem: _Problem, units: _Units, territory: np.ndarray) -> None:
+    """Move the territory centres, on the map and in the industry order, to their current units."""
+    problem.centres = _territory_centres(units, territory, problem.k)
+    seq = ~units.geo
+    weight = units.criteria[seq, COUNT]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        problem.sequence_centres = np.bincount(territory[seq], weight * units.sequence[seq], problem.k) / np.bincount(
+            territory[seq], weight, problem.k
+        )
+
+
+def _typical_km(units: _Units, territory: np.ndarray, k: int) -> float:
+    """Median distance from a geo unit to its territory centre: the yardstick of every cost weight."""
+    if not units.geo.any():
+        return 1.0
+    centres = _territory_centres(units, territory, k)
+    median = float(np.median(_km(units.xyz[units.geo], centres[territory[units.geo]])))
+    return median if median > 0 else 1.0
+
+
+def _refine(units: _Units, territory: np.ndarray, problem: _Problem, log: _SolverLog) -> np.ndarray:
+    """Recentre, let the LP move cells to better territories within the bands, repeat; then repair."""
+    items = _items(units, territory, problem)
     current = _majority(items.of_unit, territory, items.size)
-    solution = None
     support = (np.arange(items.size), current)
-    for round_no in range(1, REFINE_ROUNDS + 1):
-        centres = _group_centres(units.xyz[geo], units.criteria[geo, COUNT], territory[geo], problem.k)
-        rows, cols = _candidates(items, current, centres, neighbours, support)
-        cost = _pair_costs(items, rows, cols, centres, present, problem)
-        x = _solve(log, f"refinement LP round {round_no}", rows, cols, cost, items.criteria, None, problem)
+    solution = None
+    for _ in range(REFINE_ROUNDS):
+        _recentre(problem, units, territory)
+        rows, cols = _candidates(items, current, support, problem)
+        cost = _pair_costs(items, rows, cols, problem)
+        x = _solve(log, "refinement LP", rows, cols, cost, items.criteria, None, problem)
         if x is None:
             break
-        solution = (rows, cols, cost, x, centres)
+        solution = (rows, cols, cost, x)
         # The next round keeps this answer's pairs, so this answer stays feasible there.
         support = (rows[x > FRACTIONAL_EPS], cols[x > FRACTIONAL_EPS])
         best = _best_pair(rows, cols, x, items.size)
@@ -567,88 +640,73 @@ def _refine(
         territory = current[items.of_unit]
     if solution is None:
         return territory
-    solution = _round_large_items(items, solution, problem, log)
-    return _repair(units, items, geo, solution, neighbours, present, problem, log)
+    return _repair(units, items, _pin_large_items(items, solution, problem, log), problem, log)
 
 
-def _round_large_items(
-    items: _Items, solution: tuple[np.ndarray, ...], problem: _Problem, log: _SolverLog
-) -> tuple[np.ndarray, ...]:
-    """If the LP split a large unit, pin every large unit to its largest share and re-solve around them,
-    so that only small units are left for the integer repair (a split whale rounds with a big error)."""
-    rows, cols, cost, x, centres = solution
-    if not (_fractional(rows, x, items.size) & items.large).any():
-        return solution
-    best = _best_pair(rows, cols, x, items.size)
-    keep = ~items.large[rows] | (cols == best[rows])
-    rows, cols, cost = rows[keep], cols[keep], cost[keep]
-    x = _solve(log, "LP around pinned large units", rows, cols, cost, items.criteria, None, problem)
-    return solution if x is None else (rows, cols, cost, x, centres)
-
-
-def _typical_km(units: _Units, geo: np.ndarray, territory: np.ndarray, k: int) -> float:
-    """Median distance from a geo unit to its territory centre: the yardstick for every cost weight."""
-    if not geo.any():
-        return 1.0
-    centres = _group_centres(units.xyz[geo], units.criteria[geo, COUNT], territory[geo], k)
-    median = float(np.median(_km(units.xyz[geo], centres[territory[geo]])))
-    return median if median > 0 else 1.0
-
-
-def _items(units: _Units, geo: np.ndarray, territory: np.ndarray, problem: _Problem) -> _Items:
-    """Cells of neighbouring units in one territory, split further by owner and (without coordinates)
-    by industry; large units are cells of their own."""
-    k = problem.k
-    levels = int(np.clip(np.floor(np.log2(ITEM_BUDGET / k)), 0, np.log2(CELLS_PER_TERRITORY)))
+def _items(units: _Units, territory: np.ndarray, problem: _Problem) -> _Items:
+    """Cells of neighbouring units of one territory, split by owner, by industry (units without
+    coordinates) and with each large unit on its own."""
+    levels = int(np.clip(np.floor(np.log2(ITEM_BUDGET / problem.k)), 0, np.log2(CELLS_PER_TERRITORY)))
+    geo = units.geo
     cell = np.zeros(units.size, dtype=np.int64)
-    cell[geo] = _geo_cells(units.xyz[geo], units.criteria[geo, COUNT], territory[geo], levels)
-    cell[~geo] = _sequence_cells(units.sequence[~geo], territory[~geo], 2**levels)
-    # Cells never mix industries of units without coordinates, nor owners when that stays affordable.
+    if geo.any():
+        cell[geo] = _geo_cells(units.xyz[geo], units.criteria[geo, COUNT], territory[geo], levels)
+    if not geo.all():
+        # Cells without coordinates hold about as many units as geo cells.
+        per_territory = int(np.ceil(2**levels * (~geo).mean()))
+        cell[~geo] = _sequence_cells(units.sequence[~geo], territory[~geo], per_territory)
+    large = _large_units(units.criteria, problem)
+    # Geo units get an industry key no unit without coordinates has, so the two never share a cell.
     industry = np.where(geo, UNKNOWN_INDUSTRY - 1, units.industry)
-    large = _large_units(units, problem)
-    key = np.column_stack([territory, cell, industry, np.where(large, np.arange(units.size), -1), units.owner])
-    _, of_unit = np.unique(key, axis=0, return_inverse=True)
+    columns = [territory, cell, industry, np.where(large, np.arange(units.size), -1)]
+    of_unit = _group_ids(*columns, units.owner)
+    # Owners are dropped from the key when they would multiply the cells (scattered current ownership).
     if of_unit.max() + 1 > 2 * ITEM_BUDGET:
-        _, of_unit = np.unique(key[:, :4], axis=0, return_inverse=True)
-    of_unit = of_unit.ravel()
+        of_unit = _group_ids(*columns)
     n_items = int(of_unit.max()) + 1
     count = units.criteria[:, COUNT]
     return _Items(
         of_unit=of_unit,
-        criteria=np.column_stack([np.bincount(of_unit, units.criteria[:, j], n_items) for j in range(3)]),
+        criteria=np.column_stack([np.bincount(of_unit, units.criteria[:, j], n_items) for j in range(len(CRITERIA))]),
         xyz=_group_centres(units.xyz, count, of_unit, n_items),
         geo=np.bincount(of_unit, geo, n_items) > 0,
         industry=_majority(of_unit, units.industry, n_items),
         owner=_majority(of_unit, units.owner, n_items),
         large=np.bincount(of_unit, large, n_items) > 0,
+        sequence=np.bincount(of_unit, count * units.sequence, n_items) / np.bincount(of_unit, count, n_items),
     )
 
 
-def _large_units(units: _Units, problem: _Problem) -> np.ndarray:
-    """Units holding more than LARGE_UNIT_SHARE of the band width of some criterion."""
-    return (units.criteria > LARGE_UNIT_SHARE * problem.band * problem.mean).any(axis=1)
+def _unit_items(units: _Units, problem: _Problem) -> _Items:
+    """Every unit as an item of its own, for the repair steps."""
+    return _Items(
+        np.arange(units.size), units.criteria, units.xyz, units.geo, units.industry, units.owner,
+        _large_units(units.criteria, problem), units.sequence,
+    )
+
+
+def _large_units(criteria: np.ndarray, problem: _Problem) -> np.ndarray:
+    """Rows holding more than LARGE_UNIT_SHARE of the band's half-width of some criterion."""
+    return (criteria > LARGE_UNIT_SHARE * problem.band * problem.mean).any(axis=1)
 
 
 def _geo_cells(xyz: np.ndarray, weight: np.ndarray, group: np.ndarray, levels: int) -> np.ndarray:
-    """Cell of each point: every group halved `levels` times along its principal axis (vectorised)."""
+    """Cell of each point: every group halved `levels` times along its principal axis, all at once."""
     cell = group.astype(np.int64)
     for _ in range(levels):
         n = int(cell.max()) + 1
         total = np.bincount(cell, weight, n)
         mean = np.column_stack([np.bincount(cell, weight * xyz[:, d], n) for d in range(3)])
-        mean /= np.maximum(total, 1e-12)[:, None]
-        centred = xyz - mean[cell]
+        centred = xyz - (mean / np.maximum(total, 1e-12)[:, None])[cell]
         cov = np.zeros((n, 3, 3))
         for a in range(3):
             for b in range(a, 3):
                 cov[:, a, b] = cov[:, b, a] = np.bincount(cell, weight * centred[:, a] * centred[:, b], n)
         axis = np.linalg.eigh(cov)[1][:, :, -1]
-        projection = np.einsum("ij,ij->i", centred, axis[cell])
-        order = np.lexsort((projection, cell))
-        before = np.cumsum(weight[order]) - weight[order]
-        start = np.r_[0.0, np.cumsum(total)][cell[order]]
+        order = np.lexsort((np.einsum("ij,ij->i", centred, axis[cell]), cell))
+        before = np.cumsum(weight[order]) - weight[order] - np.r_[0.0, np.cumsum(total)][cell[order]]
         right = np.empty(len(cell), dtype=np.int64)
-        right[order] = (before - start + weight[order] / 2) > total[cell[order]] / 2
+        right[order] = before + weight[order] / 2 > total[cell[order]] / 2
         cell = 2 * cell + right
     return cell
 
@@ -664,46 +722,73 @@ def _sequence_cells(sequence: np.ndarray, group: np.ndarray, per_group: int) -> 
 
 
 def _candidates(
-    items: _Items, current: np.ndarray, centres: np.ndarray, neighbours: np.ndarray,
-    support: tuple[np.ndarray, np.ndarray],
+    items: _Items, current: np.ndarray, support: tuple[np.ndarray, np.ndarray], problem: _Problem
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate (item, territory) pairs: the given support (the previous answer), stay, the current
-    owner's territory, the nearest territory centres (geo) or the neighbouring runs of the industry
-    order (no coordinates)."""
+    """Candidate (item, territory) pairs: the support given (the previous answer), staying, the
+    current owner's territory and, with coordinates, the nearest territory centres, or without, the
+    neighbouring runs of the industry order and the territory holding most of the item's industry."""
     every = np.arange(items.size)
-    rows, cols = [support[0], every], [support[1], current]
+    seq = ~items.geo
     owned = items.owner >= 0
-    rows.append(every[owned])
-    cols.append(items.owner[owned])
-    valid = np.flatnonzero(np.isfinite(centres[:, 0]))
-    if items.geo.any() and valid.size:
-        n_near = min(NEAREST_CANDIDATES, valid.size)
-        near = cKDTree(centres[valid]).query(items.xyz[items.geo], k=n_near)[1].reshape(-1, n_near)
-        rows.append(np.repeat(every[items.geo], n_near))
-        cols.append(valid[near].ravel())
+    rows = [support[0], every, every[owned], every[seq]]
+    cols = [support[1], current, items.owner[owned], problem.industry_home[items.industry[seq] + 1]]
     for side in range(2):
-        neighbour = neighbours[current, side]
-        ok = ~items.geo & (neighbour >= 0)
+        neighbour = problem.neighbours[current, side]
+        ok = seq & (neighbour >= 0)
         rows.append(every[ok])
         cols.append(neighbour[ok])
-    k = len(neighbours)
-    pairs = np.unique(np.concatenate(rows).astype(np.int64) * k + np.concatenate(cols))
-    return pairs // k, pairs % k
+    placed = np.isfinite(problem.centres[:, 0])
+    valid = np.flatnonzero(placed)
+    if items.geo.any() and valid.size:
+        n_near = min(NEAREST_CANDIDATES, valid.size)
+        near = cKDTree(problem.centres[valid]).query(items.xyz[items.geo], k=n_near)[1].reshape(-1, n_near)
+        rows.append(np.repeat(every[items.geo], n_near))
+        cols.append(valid[near].ravel())
+    # Territories without a geo unit (only in books with fewer units than reps, or holding only units
+    # without coordinates) have no centre to be near: every geo item may go there.
+    if items.geo.any() and not placed.all():
+        rows.append(np.repeat(every[items.geo], (~placed).sum()))
+        cols.append(np.tile(np.flatnonzero(~placed), items.geo.sum()))
+    pairs = np.unique(np.concatenate(rows).astype(np.int64) * problem.k + np.concatenate(cols))
+    return pairs // problem.k, pairs % problem.k
 
 
-def _pair_costs(
-    items: _Items, rows: np.ndarray, cols: np.ndarray, centres: np.ndarray, present: np.ndarray, problem: _Problem
-) -> np.ndarray:
-    """Cost of each pair, in typical distances per account: distance to the centre (geo), missing the
-    territory's industries (no coordinates), and leaving the current owner."""
-    count = items.criteria[rows, COUNT]
+def _pair_costs(items: _Items, rows: np.ndarray, cols: np.ndarray, problem: _Problem) -> np.ndarray:
+    """Cost of each pair, in typical distances per account, plus leaving the current owner.
+
+    With coordinates it is the distance to the territory centre. Without, the industry order is the map:
+    the distance (in runs) to the territory's centre in that order, plus the share of the item's
+    industry held by other territories.
+    """
     geo = items.geo[rows]
-    cost = np.zeros(len(rows))
-    cost[geo] = _km(items.xyz[rows[geo]], centres[cols[geo]]) / problem.typical_km
-    cost[~geo] = COHESION_WEIGHT * ~present[cols[~geo], items.industry[rows[~geo]] + 1]
+    cost = np.empty(len(rows))
+    cost[geo] = _km(items.xyz[rows[geo]], problem.centres[cols[geo]]) / problem.typical_km
+    seq_rows, seq_cols = rows[~geo], cols[~geo]
+    cost[~geo] = np.abs(items.sequence[seq_rows] - problem.sequence_centres[seq_cols]) / problem.run_length
+    cost[~geo] += COHESION_WEIGHT * (1 - problem.industry_share[seq_cols, items.industry[seq_rows] + 1])
+    cost = np.where(np.isnan(cost), UNPLACED_DISTANCE, cost)
     owner = items.owner[rows]
     cost += CONTINUITY_WEIGHT * ((owner >= 0) & (owner != cols))
-    return count * cost
+    return items.criteria[rows, COUNT] * cost
+
+
+def _pin_large_items(
+    items: _Items, solution: tuple[np.ndarray, ...], problem: _Problem, log: _SolverLog
+) -> tuple[np.ndarray, ...]:
+    """If the LP split a large unit, pin every large unit to its largest share and re-solve around them,
+    so that only small units are left for the integer repair."""
+    rows, cols, cost, x = solution
+    if not (_fractional(rows, x, items.size) & items.large).any():
+        return solution
+    best = _best_pair(rows, cols, x, items.size)
+    keep = ~items.large[rows] | (cols == best[rows])
+    rows, cols, cost = rows[keep], cols[keep], cost[keep]
+    x = _solve(log, "LP around pinned large units", rows, cols, cost, items.criteria, None, problem)
+    return solution if x is None else (rows, cols, cost, x)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The HiGHS models
 
 
 def _solve(
@@ -717,61 +802,61 @@ def _solve(
     problem: _Problem,
     integral: bool = False,
 ) -> np.ndarray | None:
-    """Share of each candidate pair in the best balanced assignment (None when the solver fails).
+    """Share of each candidate (row item, column territory) pair in the cheapest assignment that keeps
+    every territory (items plus the `fixed` totals) in its band and under capacity; None on failure.
 
-    The MIP (integral) gets the wider repair band. Bands and capacities are elastic: a territory may leave its band at a high price per unit of
-    deviation, so the model always has a solution and small or lumpy books report their deviation
-    instead of failing.
+    Bands and capacities are elastic: leaving them costs a high price per unit of deviation, so the
+    model always has a solution and small or lumpy books report their deviation instead of failing.
+    The MIP (integral) gets the wider repair band and pairs that are 0 or 1.
     """
-    k, n_crit = problem.k, len(CRITERIA)
-    n_pairs = len(rows)
+    k, n_crit, n_pairs = problem.k, len(CRITERIA), len(rows)
     item, pair_item = np.unique(rows, return_inverse=True)
     load = criteria[rows]
-    fixed = np.zeros((k, n_crit)) if fixed is None else fixed
-    band_rows = cols[:, None] * n_crit + np.arange(n_crit)
+    fixed = problem.base_load if fixed is None else problem.base_load + fixed
+    band_row = (cols[:, None] * n_crit + np.arange(n_crit)).ravel()
     bounded = np.flatnonzero(np.isfinite(problem.capacity))
     cap_row = np.full(k, -1)
     cap_row[bounded] = np.arange(bounded.size)
-    has_cap = cap_row[cols] >= 0
-    n_band = k * n_crit
-    slack_cols = n_pairs + np.arange(2 * n_band + bounded.size)
-    slack_scale = np.r_[np.tile(problem.mean, 2 * k), np.full(bounded.size, max(problem.mean[COUNT], 1.0))]
+    capped = cap_row[cols] >= 0
+    n_band, n_rows = k * n_crit, 2 * k * n_crit + bounded.size
+    # Slack columns, one per row, measure deviations in means of their criterion.
+    slack_scale = np.r_[np.tile(problem.mean, 2 * k), np.full(bounded.size, problem.mean[COUNT])]
+    pair_col = np.repeat(np.arange(n_pairs), n_crit)
     a_ub = sparse.csr_matrix(
         (
-            np.r_[load.ravel(), -load.ravel(), load[has_cap, COUNT], -slack_scale],
+            np.r_[load.ravel(), -load.ravel(), load[capped, COUNT], -slack_scale],
             (
-                np.r_[band_rows.ravel(), n_band + band_rows.ravel(), 2 * n_band + cap_row[cols[has_cap]],
-                      np.arange(2 * n_band + bounded.size)],
-                np.r_[np.repeat(np.arange(n_pairs), n_crit), np.repeat(np.arange(n_pairs), n_crit),
-                      np.flatnonzero(has_cap), slack_cols],
+                np.r_[band_row, n_band + band_row, 2 * n_band + cap_row[cols[capped]], np.arange(n_rows)],
+                np.r_[pair_col, pair_col, np.flatnonzero(capped), n_pairs + np.arange(n_rows)],
             ),
         ),
-        shape=(2 * n_band + bounded.size, n_pairs + slack_cols.size),
+        shape=(n_rows, n_pairs + n_rows),
     )
     band = problem.repair_band if integral else problem.band
-    b_ub = np.r_[(problem.mean * (1 + band) - fixed).ravel(), (fixed - problem.mean * (1 - band)).ravel(),
-                 problem.capacity[bounded] - fixed[bounded, COUNT]]
-    a_eq = sparse.csr_matrix(
-        (np.ones(n_pairs), (pair_item, np.arange(n_pairs))), shape=(len(item), n_pairs + slack_cols.size)
-    )
+    b_ub = np.r_[
+        (problem.mean * (1 + band) - fixed).ravel(),
+        (fixed - problem.mean * (1 - band)).ravel(),
+        problem.capacity[bounded] - fixed[bounded, COUNT],
+    ]
+    a_eq = sparse.csr_matrix((np.ones(n_pairs), (pair_item, np.arange(n_pairs))), shape=(len(item), n_pairs + n_rows))
     penalty = _slack_penalty(cost, load[:, COUNT], problem) * (MIP_PENALTY_FACTOR if integral else 1.0)
     c = np.r_[cost, np.full(2 * n_band, penalty), np.full(bounded.size, penalty * CAPACITY_PENALTY_FACTOR)]
     if integral:
-        x = _run_mip(log, step, c, a_ub, b_ub, a_eq, np.ones(len(item)), n_pairs)
+        x = _run_mip(log, step, c, a_ub, b_ub, a_eq, n_pairs)
     else:
         x = _run_lp(log, step, c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=np.ones(len(item)), bounds=(0, None))
     return None if x is None else np.clip(x[:n_pairs], 0.0, 1.0)
 
 
 def _slack_penalty(cost: np.ndarray, count: np.ndarray, problem: _Problem) -> float:
-    """Price of one mean-sized deviation from a band, above any rearrangement of accounts that avoids it."""
+    """Price of a deviation of one mean, above any rearrangement of accounts that would avoid it."""
     per_account = cost / np.maximum(count, 1.0)
     spread = float(per_account.max() - per_account.min()) if len(cost) else 0.0
     return BAND_SLACK_PENALTY * max(problem.mean[COUNT], 1.0) * max(spread, 1.0)
 
 
 def _run_lp(log: _SolverLog, step: str, c: np.ndarray, **model) -> np.ndarray | None:
-    """Solve an LP with HiGHS; the solution only when HiGHS reports it optimal."""
+    """Solve an LP with HiGHS; its solution only when HiGHS reports it optimal."""
     started = time.perf_counter()
     result = linprog(c, method="highs", options={"time_limit": LP_TIME_LIMIT_S}, **model)
     log.seconds += time.perf_counter() - started
@@ -780,16 +865,17 @@ def _run_lp(log: _SolverLog, step: str, c: np.ndarray, **model) -> np.ndarray | 
 
 def _run_mip(
     log: _SolverLog, step: str, c: np.ndarray, a_ub: sparse.csr_matrix, b_ub: np.ndarray,
-    a_eq: sparse.csr_matrix, b_eq: np.ndarray, n_integer: int,
+    a_eq: sparse.csr_matrix, n_binary: int,
 ) -> np.ndarray | None:
-    """Solve the MIP with HiGHS (binary pair variables, continuous slacks); only an optimal answer counts."""
+    """Solve a MIP with HiGHS (binary pair columns first, continuous slacks after); its solution only
+    when HiGHS reports it optimal."""
     started = time.perf_counter()
-    integrality = np.r_[np.ones(n_integer), np.zeros(len(c) - n_integer)]
+    n_slack = len(c) - n_binary
     result = milp(
         c,
-        integrality=integrality,
-        bounds=Bounds(0, np.r_[np.ones(n_integer), np.full(len(c) - n_integer, np.inf)]),
-        constraints=[LinearConstraint(a_ub, -np.inf, b_ub), LinearConstraint(a_eq, b_eq, b_eq)],
+        integrality=np.r_[np.ones(n_binary), np.zeros(n_slack)],
+        bounds=Bounds(0, np.r_[np.ones(n_binary), np.full(n_slack, np.inf)]),
+        constraints=[LinearConstraint(a_ub, -np.inf, b_ub), LinearConstraint(a_eq, 1, 1)],
         options={"time_limit": MIP_TIME_LIMIT_S, "mip_rel_gap": MIP_RELATIVE_GAP},
     )
     log.seconds += time.perf_counter() - started
@@ -797,40 +883,36 @@ def _run_mip(
 
 
 def _checked(log: _SolverLog, step: str, result) -> np.ndarray | None:
-    """The solver's x if its status says optimal, else None with the failure logged (never zeros)."""
+    """The solver's x when its status is optimal, else None with the failure logged (never zeros)."""
     if result.status == 0 and result.x is not None:
-        if step not in log.steps:
-            log.steps.append(step)
+        log.steps[step] = log.steps.get(step, 0) + 1
         return result.x
     log.failures.append(f"{step}: HiGHS status {result.status} ({result.message})")
     return None
 
 
 def _best_pair(rows: np.ndarray, cols: np.ndarray, x: np.ndarray, n_items: int) -> np.ndarray:
-    """Territory with the largest share for each item."""
+    """Territory with the largest share for each item (-1 for an item without pairs)."""
     order = np.lexsort((-x, rows))
     first = order[_first_of_runs(rows[order])]
-    best = np.empty(n_items, dtype=np.int64)
+    best = np.full(n_items, -1, dtype=np.int64)
     best[rows[first]] = cols[first]
     return best
 
 
 def _fractional(rows: np.ndarray, x: np.ndarray, n_items: int) -> np.ndarray:
-    """Items the LP split between territories."""
+    """Items whose largest share is below one (split between territories, or without pairs)."""
     largest = np.zeros(n_items)
     np.maximum.at(largest, rows, x)
     return largest < 1 - FRACTIONAL_EPS
 
 
+# ---------------------------------------------------------------------------------------------------
+# Integer repair
+
+
 def _repair(
-    units: _Units,
-    items: _Items,
-    geo: np.ndarray,
-    solution: tuple[np.ndarray, ...],
-    neighbours: np.ndarray,
-    present: np.ndarray,
-    problem: _Problem,
-    log: _SolverLog,
+    units: _Units, items: _Items, solution: tuple[np.ndarray, ...], problem: _Problem, log: _SolverLog
 ) -> np.ndarray:
     """Integer assignment from the last LP.
 
@@ -840,17 +922,14 @@ def _repair(
     the units each territory can give up most cheaply move, trading a lumpy unit against a few small
     ones. On a solver failure the rounding before it is kept.
     """
-    rows, cols, _, x, centres = solution
+    rows, cols, _, x = solution
     territory = _best_pair(rows, cols, x, items.size)[items.of_unit]
     free = np.flatnonzero(_fractional(rows, x, items.size)[items.of_unit])
     keep = x > FRACTIONAL_EPS
     rows, cols = _open_cells(items, rows[keep], cols[keep], free)
-    unit_items = _Items(
-        np.arange(units.size), units.criteria, units.xyz, geo, units.industry, units.owner,
-        _large_units(units, problem),
-    )
+    unit_items = _unit_items(units, problem)
     if free.size > np.unique(items.of_unit[free]).size:
-        cost = _pair_costs(unit_items, rows, cols, centres, present, problem)
+        cost = _pair_costs(unit_items, rows, cols, problem)
         fixed = _fixed_totals(units, territory, free, problem.k)
         x = _solve(log, "repair LP over split cells", rows, cols, cost, units.criteria, fixed, problem)
         if x is None:
@@ -860,22 +939,46 @@ def _repair(
         rows, cols = rows[still], cols[still]
     if _within_repair_band(units, territory, problem):
         return territory
-    settle = (units, unit_items, territory, centres, present, problem, log)
-    territory = _settle_mip(*settle, rows, cols, "integer rounding MIP")
+    territory = _settle(units, unit_items, territory, rows, cols, problem, log, "integer rounding MIP")
     if _within_repair_band(units, territory, problem):
         return territory
-    flex_rows, flex_cols = _flexible_pairs(unit_items, territory, centres, neighbours, present, problem)
+    flex_rows, flex_cols = _flexible_pairs(unit_items, territory, problem)
     pairs = np.unique(np.r_[rows, flex_rows] * problem.k + np.r_[cols, flex_cols])
-    return _settle_mip(*settle, pairs // problem.k, pairs % problem.k, "integer repair MIP")
+    return _settle(units, unit_items, territory, pairs // problem.k, pairs % problem.k, problem, log, "integer repair MIP")
 
 
-def _settle_mip(
-    units: _Units, unit_items: _Items, territory: np.ndarray, centres: np.ndarray, present: np.ndarray,
-    problem: _Problem, log: _SolverLog, rows: np.ndarray, cols: np.ndarray, step: str,
+def _open_cells(items: _Items, rows: np.ndarray, cols: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate pairs of each free unit: the territories its cell was split between."""
+    by_item = np.argsort(rows, kind="stable")
+    start = np.searchsorted(rows[by_item], np.arange(items.size + 1))
+    item = items.of_unit[free]
+    n = start[item + 1] - start[item]
+    offsets = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+    return np.repeat(free, n), cols[by_item][np.repeat(start[item], n) + offsets]
+
+
+def _fixed_totals(units: _Units, territory: np.ndarray, free: np.ndarray, k: int) -> np.ndarray:
+    """Criteria totals per territory of the units a repair step leaves where they are."""
+    fixed = np.ones(units.size, dtype=bool)
+    fixed[free] = False
+    return np.column_stack([np.bincount(territory[fixed], units.criteria[fixed, j], k) for j in range(len(CRITERIA))])
+
+
+def _within_repair_band(units: _Units, territory: np.ndarray, problem: _Problem) -> bool:
+    """Whether every territory is inside the repair band and under its capacity."""
+    totals = problem.base_load + _fixed_totals(units, territory, np.zeros(0, dtype=int), problem.k)
+    active = problem.mean > 0
+    deviation = np.abs(totals[:, active] / problem.mean[active] - 1)
+    return bool((deviation <= problem.repair_band).all() and (totals[:, COUNT] <= problem.capacity).all())
+
+
+def _settle(
+    units: _Units, unit_items: _Items, territory: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+    problem: _Problem, log: _SolverLog, step: str,
 ) -> np.ndarray:
     """Territory per unit after a MIP choosing among the given pairs, every other unit staying put."""
     free = np.unique(rows)
-    cost = _pair_costs(unit_items, rows, cols, centres, present, problem)
+    cost = _pair_costs(unit_items, rows, cols, problem)
     fixed = _fixed_totals(units, territory, free, problem.k)
     x = _solve(log, step, rows, cols, cost, units.criteria, fixed, problem, integral=True)
     if x is None:
@@ -885,23 +988,11 @@ def _settle_mip(
     return settled
 
 
-def _within_repair_band(units: _Units, territory: np.ndarray, problem: _Problem) -> bool:
-    """Whether plain rounding already keeps every territory inside the repair band and its capacity."""
-    totals = _fixed_totals(units, territory, np.array([], dtype=int), problem.k)
-    active = problem.mean > 0
-    deviation = np.abs(totals[:, active] / problem.mean[active] - 1)
-    return bool((deviation <= problem.repair_band).all() and (totals[:, COUNT] <= problem.capacity).all())
-
-
-def _flexible_pairs(
-    units: _Items, territory: np.ndarray, centres: np.ndarray, neighbours: np.ndarray, present: np.ndarray,
-    problem: _Problem,
-) -> tuple[np.ndarray, np.ndarray]:
+def _flexible_pairs(units: _Items, territory: np.ndarray, problem: _Problem) -> tuple[np.ndarray, np.ndarray]:
     """Pairs to stay and to move for the units each territory can give up most cheaply per unit of
-    each criterion (so there are levers for potential, for workload and for count alike)."""
-    every = np.arange(units.size)
-    rows, cols = _candidates(units, territory, centres, neighbours, (every, territory))
-    cost = _pair_costs(units, rows, cols, centres, present, problem)
+    each criterion (levers for potential, for workload and for count alike)."""
+    rows, cols = _candidates(units, territory, (np.arange(units.size), territory), problem)
+    cost = _pair_costs(units, rows, cols, problem)
     stay = cols == territory[rows]
     stay_cost = np.zeros(units.size)
     stay_cost[rows[stay]] = cost[stay]
@@ -920,34 +1011,6 @@ def _flexible_pairs(
         chosen.append(best[by_territory[rank < FLEXIBLE_PER_TERRITORY]])
     chosen = np.unique(np.concatenate(chosen))
     return np.r_[rows[chosen], rows[chosen]], np.r_[territory[rows[chosen]], cols[chosen]]
-
-
-def _first_of_runs(sorted_keys: np.ndarray) -> np.ndarray:
-    """Mask of the first element of each run of equal keys in a sorted array."""
-    return np.r_[True, sorted_keys[1:] != sorted_keys[:-1]] if sorted_keys.size else np.zeros(0, dtype=bool)
-
-
-def _open_cells(
-    items: _Items, rows: np.ndarray, cols: np.ndarray, free: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Candidate pairs of each free unit: the territories its cell was split between."""
-    by_item = np.argsort(rows, kind="stable")
-    start = np.searchsorted(rows[by_item], np.arange(items.size + 1))
-    item = items.of_unit[free]
-    n = start[item + 1] - start[item]
-    unit_rows = np.repeat(free, n)
-    offsets = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
-    unit_cols = cols[by_item][np.repeat(start[item], n) + offsets]
-    return unit_rows, unit_cols
-
-
-def _fixed_totals(units: _Units, territory: np.ndarray, free: np.ndarray, k: int) -> np.ndarray:
-    """Criteria totals per territory of the units a repair step does not move."""
-    fixed = np.ones(units.size, dtype=bool)
-    fixed[free] = False
-    return np.column_stack([
-        np.bincount(territory[fixed], units.criteria[fixed, j], k) for j in range(len(CRITERIA))
-    ])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -975,8 +1038,9 @@ def _build_plan(
     baseline = _kmeans_baseline(acc, k, policy.random_seed) if basis == "geo" else {}
     ratio = compactness / baseline["compactness"] if baseline.get("compactness") else None
     warnings.extend(_outcome_warnings(balance, totals[:, COUNT], capacity, rep_ids, policy.tolerance, log))
+    steps = [f"{name} x{count}" if count > 1 else name for name, count in log.steps.items()]
     return TerritoryPlan(
-        assignments=_assignment_frame(acc, owners, territory, territory_ids),
+        assignments=_assignment_frame(acc, rep_ids, territory, territory_ids),
         territories=_territory_frame(acc, territory, totals, territory_ids, rep_ids, capacity, centres, basis),
         balance=balance,
         baseline=baseline,
@@ -984,8 +1048,8 @@ def _build_plan(
         compactness_vs_kmeans=ratio,
         basis=basis,
         solver={
-            "method": " + ".join(["balanced bisection", *log.steps]),
-            "status": "optimal" if not log.failures else "fallback",
+            "method": "HiGHS: " + ", ".join(steps) if steps else "none: a single territory takes every account",
+            "status": "fallback" if log.failures else "optimal",
             "seconds": round(log.seconds, 3),
         },
         warnings=warnings,
@@ -995,9 +1059,8 @@ def _build_plan(
 def _deviations(totals: np.ndarray) -> dict[str, float]:
     """Largest relative deviation from the mean territory, per criterion (0 when the total is 0)."""
     mean = totals.mean(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        deviation = np.where(mean > 0, np.abs(totals - mean).max(axis=0) / mean, 0.0)
-    return {name: float(deviation[j]) for j, name in enumerate(CRITERIA)}
+    spread = np.abs(totals - mean).max(axis=0)
+    return {name: float(spread[j] / mean[j]) if mean[j] > 0 else 0.0 for j, name in enumerate(CRITERIA)}
 
 
 def _compactness(xyz: np.ndarray, centre: np.ndarray) -> float:
@@ -1007,16 +1070,11 @@ def _compactness(xyz: np.ndarray, centre: np.ndarray) -> float:
 
 
 def _kmeans_baseline(acc: _Accounts, k: int, seed: int) -> dict[str, float]:
-    """Balance and compactness of plain k-means on the accounts with coordinates (no balancing).
-
-    k-means is fitted on a sample of at most KMEANS_SAMPLE accounts (at 1M accounts the full fit alone
-    takes most of the time budget) and then assigns every account to its nearest centre.
-    """
+    """Balance and compactness of plain k-means (k clusters, no balancing) on the accounts with
+    coordinates, fitted on a sample of at most KMEANS_SAMPLE of them."""
     idx = np.flatnonzero(acc.has_geo)
-    clusters = min(k, idx.size)
-    rng = np.random.default_rng(seed)
-    sample = idx if idx.size <= KMEANS_SAMPLE else rng.choice(idx, KMEANS_SAMPLE, replace=False)
-    model = KMeans(n_clusters=clusters, n_init=1, random_state=seed).fit(acc.xyz[sample])
+    sample = idx if idx.size <= KMEANS_SAMPLE else np.random.default_rng(seed).choice(idx, KMEANS_SAMPLE, replace=False)
+    model = KMeans(n_clusters=min(k, idx.size), n_init=1, random_state=seed).fit(acc.xyz[sample])
     label = model.predict(acc.xyz[idx])
     totals = np.column_stack([np.bincount(label, acc.criteria[idx, j], k) for j in range(len(CRITERIA))])
     centres = _unit_vectors(model.cluster_centers_)
@@ -1027,8 +1085,8 @@ def _outcome_warnings(
     balance: dict[str, float], counts: np.ndarray, capacity: np.ndarray, rep_ids: np.ndarray,
     tolerance: float, log: _SolverLog,
 ) -> list[str]:
-    """Warnings on what the plan could not achieve and on solver steps that fell back."""
-    out = [f"solver step failed, the previous balanced assignment was kept: {f}" for f in log.failures]
+    """What the plan could not achieve, and solver steps that fell back to the answer before them."""
+    out = [f"solver step failed, the balanced assignment before it was kept: {f}" for f in log.failures]
     off = {name: dev for name, dev in balance.items() if dev > tolerance}
     if off:
         figures = ", ".join(f"{name} {dev:.1%}" for name, dev in off.items())
@@ -1039,11 +1097,9 @@ def _outcome_warnings(
     return out
 
 
-def _assignment_frame(
-    acc: _Accounts, owners: pd.DataFrame, territory: np.ndarray, territory_ids: np.ndarray
-) -> pd.DataFrame:
+def _assignment_frame(acc: _Accounts, rep_ids: np.ndarray, territory: np.ndarray, territory_ids: np.ndarray) -> pd.DataFrame:
     """One row per account: territory, rep, previous owner and whether the account changes hands."""
-    rep = owners["rep_id"].to_numpy()[territory]
+    rep = rep_ids[territory]
     return pd.DataFrame({
         "account_id": acc.ids,
         "territory_id": territory_ids[territory],
@@ -1059,7 +1115,8 @@ def _territory_frame(
 ) -> pd.DataFrame:
     """One row per territory with its totals, tier counts, capacity and centre."""
     k = len(territory_ids)
-    tiers = np.bincount(territory * len(TIERS) + acc.tier, minlength=k * len(TIERS)).reshape(k, len(TIERS))
+    known = acc.tier >= 0
+    tiers = np.bincount(territory[known] * len(TIERS) + acc.tier[known], minlength=k * len(TIERS)).reshape(k, len(TIERS))
     lat, lon = _to_lat_lon(centres)
     return pd.DataFrame({
         "territory_id": territory_ids,

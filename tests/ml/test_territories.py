@@ -1,0 +1,234 @@
+"""Tests for the territory planner: completeness, balance, vertical cohesion, families, capacity,
+continuity, awkward inputs and the solver-failure fallback."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import ml.territories as territories
+from ml.policy import Policy, TerritoryPolicy
+from ml.territories import plan_territories
+
+WORKLOAD = Policy().workload_weights
+METROS = np.array([
+    (40.71, -74.01), (34.05, -118.24), (41.88, -87.63), (29.76, -95.37), (33.45, -112.07),
+    (39.95, -75.17), (32.78, -96.80), (37.77, -122.42), (47.61, -122.33), (39.74, -104.99),
+])
+
+
+def _accounts(n: int, seed: int = 0, industries: int = 8) -> pd.DataFrame:
+    """Accounts clustered around Zipf-weighted metros (5% scattered), lognormal potential, A/B/C tiers."""
+    rng = np.random.default_rng(seed)
+    weights = 1 / np.arange(1, len(METROS) + 1)
+    metro = rng.choice(len(METROS), n, p=weights / weights.sum())
+    rural = rng.random(n) < 0.05
+    return pd.DataFrame({
+        "account_id": [f"a{i:05d}" for i in range(n)],
+        "latitude": np.where(rural, rng.uniform(26, 48, n), METROS[metro, 0] + rng.normal(0, 0.3, n)),
+        "longitude": np.where(rural, rng.uniform(-122, -70, n), METROS[metro, 1] + rng.normal(0, 0.3, n)),
+        "industry": rng.choice([f"industry{i:02d}" for i in range(industries)], n),
+        "potential": rng.lognormal(10, 1.2, n),
+        "tier": rng.choice(["A", "B", "C"], n, p=[0.15, 0.35, 0.5]),
+        "owner_rep_id": None,
+        "parent_account_id": None,
+    })
+
+
+def _reps(k: int, seed: int = 0, role: str = "AE") -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    metro = rng.integers(0, len(METROS), k)
+    return pd.DataFrame({
+        "rep_id": [f"r{i:03d}" for i in range(k)],
+        "role": role,
+        "latitude": METROS[metro, 0],
+        "longitude": METROS[metro, 1],
+        "capacity_accounts": None,
+        "region": None,
+    })
+
+
+def _plan(accounts: pd.DataFrame, reps: pd.DataFrame, **policy) -> territories.TerritoryPlan:
+    return plan_territories(accounts, reps, TerritoryPolicy(**policy), WORKLOAD)
+
+
+def _recomputed_deviation(plan: territories.TerritoryPlan, accounts: pd.DataFrame, column: str) -> float:
+    """Largest relative deviation from the mean, recomputed from the assignments (all territories)."""
+    merged = plan.assignments.merge(accounts, on="account_id")
+    if column == "workload":
+        merged["workload"] = merged["tier"].map(WORKLOAD)
+    if column == "account_count":
+        merged["account_count"] = 1.0
+    totals = merged.groupby("territory_id")[column].sum().reindex(plan.territories["territory_id"], fill_value=0)
+    return float((totals - totals.mean()).abs().max() / totals.mean())
+
+
+def test_every_account_is_assigned_once_and_each_owner_rep_has_one_territory():
+    accounts = _accounts(3000, seed=1)
+    reps = pd.concat([_reps(10, seed=1), _reps(3, seed=2, role="SDR").assign(rep_id=["s1", "s2", "s3"])])
+    plan = _plan(accounts, reps)
+    assert sorted(plan.assignments["account_id"]) == sorted(accounts["account_id"])
+    assert sorted(plan.territories["rep_id"]) == [f"r{i:03d}" for i in range(10)]
+    assert plan.territories["territory_id"].is_unique
+    assert set(plan.assignments["rep_id"]) == set(plan.territories["rep_id"])
+    assert plan.territories["account_count"].sum() == 3000
+    joined = plan.assignments.merge(plan.territories[["territory_id", "rep_id"]], on="territory_id")
+    assert (joined["rep_id_x"] == joined["rep_id_y"]).all()
+
+
+def test_geo_plan_is_balanced_on_every_criterion_and_beats_kmeans_balance():
+    accounts = _accounts(4000, seed=3)
+    plan = _plan(accounts, _reps(16, seed=3))
+    assert plan.basis == "geo"
+    assert plan.solver["status"] == "optimal"
+    for criterion in ("potential", "workload", "account_count"):
+        assert plan.balance[criterion] <= 0.03
+        assert plan.balance[criterion] == pytest.approx(_recomputed_deviation(plan, accounts, criterion))
+        # Plain k-means ignores balance: with Zipf-sized metros its clusters are far apart in size.
+        assert plan.baseline[criterion] > 0.5
+    assert plan.compactness == pytest.approx(plan.compactness_vs_kmeans * plan.baseline["compactness"])
+    assert plan.compactness_vs_kmeans > 1.0
+    assert plan.warnings == []
+    by_territory = plan.assignments.merge(accounts, on="account_id").groupby("territory_id")
+    expected_a = by_territory["tier"].apply(lambda tier: int((tier == "A").sum()))
+    assert plan.territories.set_index("territory_id")["a_count"].to_dict() == expected_a.to_dict()
+
+
+def test_vertical_plan_keeps_most_industries_in_one_territory():
+    accounts = _accounts(3000, seed=5, industries=30)
+    plan = _plan(accounts, _reps(6, seed=5), basis="vertical")
+    assert plan.basis == "vertical"
+    assert plan.baseline == {} and plan.compactness_vs_kmeans is None
+    counts = pd.crosstab(plan.assignments.merge(accounts, on="account_id")["industry"], plan.assignments["territory_id"])
+    whole = (counts.max(axis=1) / counts.sum(axis=1) >= 0.95).mean()
+    assert whole >= 0.7
+    assert max(plan.balance.values()) <= 0.03
+
+
+def test_parent_and_children_share_a_territory():
+    accounts = _accounts(2000, seed=6)
+    rng = np.random.default_rng(6)
+    parents = accounts["account_id"].to_numpy()[:40]
+    children = rng.choice(np.arange(40, 2000), 200, replace=False)
+    accounts.loc[children, "parent_account_id"] = rng.choice(parents, children.size)
+    # A grandchild and a child placed far from its parent still follow the family.
+    accounts.loc[1999, "parent_account_id"] = accounts.loc[children[0], "account_id"]
+    accounts.loc[children[1], ["latitude", "longitude"]] = (47.6, -122.3)
+    plan = _plan(accounts, _reps(8, seed=6))
+    territory = plan.assignments.set_index("account_id")["territory_id"]
+    linked = accounts.dropna(subset=["parent_account_id"])
+    assert (territory[linked["account_id"]].to_numpy() == territory[linked["parent_account_id"]].to_numpy()).all()
+    assert max(plan.balance.values()) <= 0.1
+
+
+def test_rep_capacity_is_respected():
+    accounts = _accounts(2400, seed=7)
+    reps = _reps(8, seed=7).assign(capacity_accounts=[200, 250, None, None, None, None, None, 400])
+    plan = _plan(accounts, reps)
+    counts = plan.territories.set_index("rep_id")["account_count"]
+    assert counts["r000"] <= 200 and counts["r001"] <= 250 and counts["r007"] <= 400
+    assert counts.sum() == 2400
+
+
+def test_capacities_below_the_book_are_scaled_up_with_a_warning():
+    accounts = _accounts(1200, seed=8)
+    plan = _plan(accounts, _reps(4, seed=8).assign(capacity_accounts=200))
+    assert any("scaled up by 1.50" in w for w in plan.warnings)
+    assert (plan.territories["capacity_accounts"] == 300).all()
+    assert (plan.territories["account_count"] <= 300).all()
+
+
+def test_replanning_with_current_owners_moves_few_accounts():
+    accounts = _accounts(3000, seed=9)
+    reps = _reps(10, seed=9)
+    first = _plan(accounts, reps)
+    rng = np.random.default_rng(9)
+    again = accounts.assign(
+        owner_rep_id=first.assignments["rep_id"].to_numpy(),
+        potential=accounts["potential"] * rng.lognormal(0, 0.2, len(accounts)),
+    )
+    second = _plan(again, reps)
+    assert (second.assignments["previous_rep_id"] == first.assignments["rep_id"]).all()
+    moved = second.assignments["is_moved"]
+    assert (moved == (second.assignments["rep_id"] != first.assignments["rep_id"])).all()
+    assert 0 < moved.mean() < 0.02
+    assert max(second.balance.values()) <= 0.03
+
+
+def test_tiny_book_with_many_reps_reports_its_imbalance():
+    accounts = _accounts(85, seed=10).assign(latitude=None, longitude=None)
+    reps = _reps(35, seed=10, role="Sales Agent")
+    plan = _plan(accounts, reps)
+    assert plan.basis == "vertical"
+    assert len(plan.territories) == 35 and plan.assignments["account_id"].is_unique
+    assert (plan.territories["account_count"] >= 1).all()
+    assert any("no rep has a role" in w for w in plan.warnings)
+    assert any("balance outside the 10% tolerance" in w for w in plan.warnings)
+    assert plan.balance["potential"] > 0.1
+
+
+def test_accounts_without_coordinates_or_industry_are_planned_with_a_warning():
+    accounts = _accounts(600, seed=11).assign(latitude=np.nan, longitude=np.nan, industry=None)
+    reps = _reps(5, seed=11).assign(latitude=None, longitude=None)
+    plan = _plan(accounts, reps, basis="geo")
+    assert plan.basis == "vertical" and plan.compactness is None
+    assert any("no account has coordinates" in w for w in plan.warnings)
+    assert plan.territories["account_count"].sum() == 600
+    assert max(plan.balance.values()) <= 0.03
+
+
+def test_geo_plan_shares_out_accounts_without_coordinates():
+    accounts = _accounts(2000, seed=12)
+    accounts.loc[accounts.index[::10], ["latitude", "longitude"]] = np.nan
+    plan = _plan(accounts, _reps(8, seed=12).assign(latitude=None, longitude=None))
+    assert plan.basis == "geo"
+    assert any("200 accounts have no coordinates" in w for w in plan.warnings)
+    missing = plan.assignments[accounts["latitude"].isna().to_numpy()]
+    assert missing["territory_id"].nunique() >= 4
+    assert max(plan.balance.values()) <= 0.03
+
+
+def test_a_single_rep_takes_every_account():
+    accounts = _accounts(300, seed=13)
+    plan = _plan(accounts, _reps(1, seed=13))
+    assert (plan.assignments["rep_id"] == "r000").all()
+    assert plan.balance == {"potential": 0.0, "workload": 0.0, "account_count": 0.0}
+    assert plan.solver["method"].startswith("none")
+
+
+def _failed(*args, **kwargs):
+    """What HiGHS returns on a time limit; the zeros must never be read as an assignment."""
+    n = len(args[0]) if args else len(kwargs["c"])
+    return SimpleNamespace(status=1, x=np.zeros(n), message="Time limit reached")
+
+
+def test_failed_lp_solves_keep_a_complete_balanced_plan(monkeypatch):
+    monkeypatch.setattr(territories, "linprog", _failed)
+    accounts = _accounts(2000, seed=14)
+    plan = _plan(accounts, _reps(8, seed=14))
+    assert plan.solver["status"] == "fallback"
+    assert any("HiGHS status 1" in w for w in plan.warnings)
+    assert sorted(plan.assignments["account_id"]) == sorted(accounts["account_id"])
+    counts = plan.territories["account_count"]
+    assert (counts > 0.8 * counts.mean()).all()
+    assert plan.balance["account_count"] <= 0.1
+
+
+def test_failed_refinement_keeps_the_balanced_start_which_the_refinement_shortens(monkeypatch):
+    accounts, reps = _accounts(3000, seed=15), _reps(12, seed=15)
+    refined = _plan(accounts, reps)
+    real = territories.linprog
+
+    def fail_refinement(c, **model):
+        return _failed(c) if "A_ub" in model else real(c, **model)
+
+    monkeypatch.setattr(territories, "linprog", fail_refinement)
+    start = _plan(accounts, reps)
+    assert start.solver["status"] == "fallback"
+    assert "refinement LP" not in start.solver["method"] and "bisection cut LP" in start.solver["method"]
+    assert max(start.balance.values()) <= 0.1
+    assert start.territories["account_count"].min() > 0
+    assert refined.compactness < 0.9 * start.compactness
