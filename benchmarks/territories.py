@@ -25,8 +25,20 @@ RURAL_SHARE = 0.05
 # Lognormal sigma for which the top 20% of accounts hold about 64% of the potential (as in NOTES.md).
 POTENTIAL_SIGMA = 1.2
 TIER_SHARES = {"A": 0.15, "B": 0.35, "C": 0.50}
-INDUSTRIES = ("software", "manufacturing", "healthcare", "finance", "retail", "logistics", "energy",
-              "education", "media", "telecom", "construction", "hospitality")
+INDUSTRIES = (
+    "software",
+    "manufacturing",
+    "healthcare",
+    "finance",
+    "retail",
+    "logistics",
+    "energy",
+    "education",
+    "media",
+    "telecom",
+    "construction",
+    "hospitality",
+)
 CHILD_SHARE = 0.02
 US_LAT_RANGE = (25.0, 49.0)
 US_LON_RANGE = (-124.0, -67.0)
@@ -50,29 +62,33 @@ def make_accounts(n: int, rng: np.random.Generator) -> pd.DataFrame:
     parent[children[keep]] = ids[parents[keep]]
     lat[children[keep]] = lat[parents[keep]]
     lon[children[keep]] = lon[parents[keep]]
-    return pd.DataFrame({
-        "account_id": ids,
-        "latitude": lat,
-        "longitude": lon,
-        "industry": rng.choice(INDUSTRIES, size=n),
-        "potential": rng.lognormal(mean=10.0, sigma=POTENTIAL_SIGMA, size=n),
-        "tier": rng.choice(list(TIER_SHARES), size=n, p=list(TIER_SHARES.values())),
-        "owner_rep_id": None,
-        "parent_account_id": parent,
-    })
+    return pd.DataFrame(
+        {
+            "account_id": ids,
+            "latitude": lat,
+            "longitude": lon,
+            "industry": rng.choice(INDUSTRIES, size=n),
+            "potential": rng.lognormal(mean=10.0, sigma=POTENTIAL_SIGMA, size=n),
+            "tier": rng.choice(list(TIER_SHARES), size=n, p=list(TIER_SHARES.values())),
+            "owner_rep_id": None,
+            "parent_account_id": parent,
+        }
+    )
 
 
 def make_reps(k: int, accounts: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     """Account executives living where the accounts are."""
     home = rng.integers(0, len(accounts), k)
-    return pd.DataFrame({
-        "rep_id": [f"rep{i:04d}" for i in range(k)],
-        "role": "AE",
-        "latitude": accounts["latitude"].to_numpy()[home],
-        "longitude": accounts["longitude"].to_numpy()[home],
-        "capacity_accounts": None,
-        "region": None,
-    })
+    return pd.DataFrame(
+        {
+            "rep_id": [f"rep{i:04d}" for i in range(k)],
+            "role": "AE",
+            "latitude": accounts["latitude"].to_numpy()[home],
+            "longitude": accounts["longitude"].to_numpy()[home],
+            "capacity_accounts": None,
+            "region": None,
+        }
+    )
 
 
 def main() -> None:
@@ -89,18 +105,22 @@ def main() -> None:
     plan = plan_territories(accounts, reps, policy.territories, policy.workload_weights)
     seconds = time.perf_counter() - start
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({
-        "accounts": args.accounts,
-        "reps": args.reps,
-        "seed": args.seed,
-        "seconds": round(seconds, 2),
-        "peak_rss_mb": round(peak_rss_mb),
-        "max_rel_dev": {k: round(v, 4) for k, v in plan.balance.items()},
-        "compactness_vs_kmeans": round(plan.compactness_vs_kmeans, 3),
-        "baselines": {"kmeans": {k: round(v, 4) for k, v in plan.baseline.items()}},
-        "solver": plan.solver,
-        "warnings": plan.warnings,
-    }))
+    print(
+        json.dumps(
+            {
+                "accounts": args.accounts,
+                "reps": args.reps,
+                "seed": args.seed,
+                "seconds": round(seconds, 2),
+                "peak_rss_mb": round(peak_rss_mb),
+                "max_rel_dev": {k: round(v, 4) for k, v in plan.balance.items()},
+                "compactness_vs_kmeans": round(plan.compactness_vs_kmeans, 3),
+                "baselines": {"kmeans": {k: round(v, 4) for k, v in plan.baseline.items()}},
+                "solver": plan.solver,
+                "warnings": plan.warnings,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

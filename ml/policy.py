@@ -29,6 +29,7 @@ class ScoringPolicy(_Strict):
     max_categories_per_feature: int = 30
     ece_bins: int = 10
     engagement_half_life_days: float = 30
+    deal_value_cap_quantile: float = Field(0.95, gt=0, le=1)
 
 
 class TierPolicy(_Strict):

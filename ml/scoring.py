@@ -253,7 +253,7 @@ def score_accounts(
     closed, unmatched = _closed_outcomes(outcomes, index)
     facts = _facts(closed, unmatched)
     run = _Run(
-        features, closed, _expected_deal_value(features, outcomes, index),
+        features, closed, _expected_deal_value(features, outcomes, index, scoring.deal_value_cap_quantile),
         _low_confidence_reasons(facts, scoring), facts, policy, model_version, scored_at,
     )
     split = _split(closed, scoring)
@@ -841,8 +841,14 @@ def _format_number(x: pl.Expr) -> pl.Expr:
 # ---------------------------------------------------------------- potential and output tables
 
 
-def _expected_deal_value(features: pd.DataFrame, outcomes: pd.DataFrame, index: pd.Index) -> np.ndarray:
-    """Median won amount: the account's own, else its industry's, else everyone's, else 1.0."""
+def _expected_deal_value(
+    features: pd.DataFrame, outcomes: pd.DataFrame, index: pd.Index, cap_quantile: float
+) -> np.ndarray:
+    """Median won amount: the account's own, else its industry's, else everyone's, else 1.0.
+
+    Won amounts are capped at `cap_quantile` first: one declared outlier (a 50M deal among thousands)
+    would otherwise hold most of the potential and no territory plan could balance it.
+    """
     amount = pd.to_numeric(outcomes["amount"], errors="coerce")
     won = _outcome(outcomes) == "won"
     pos = index.get_indexer(outcomes["account_id"])
@@ -850,7 +856,8 @@ def _expected_deal_value(features: pd.DataFrame, outcomes: pd.DataFrame, index: 
     usable = (won & (amount > 0)).to_numpy(dtype=bool, na_value=False) & (pos >= 0)
     if not usable.any():
         return np.ones(len(index))
-    deals = pd.DataFrame({"pos": pos[usable], "amount": amount[usable].to_numpy(dtype=float)})
+    won_amounts = amount[usable].to_numpy(dtype=float)
+    deals = pd.DataFrame({"pos": pos[usable], "amount": np.minimum(won_amounts, np.quantile(won_amounts, cap_quantile))})
     value = deals.groupby("pos")["amount"].median().reindex(np.arange(len(index)))
     if "industry" in features.columns:
         industry = features["industry"].astype("string").reset_index(drop=True)

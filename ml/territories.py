@@ -9,13 +9,15 @@ The plan is built in five steps:
 3. Parts are matched to reps with `linear_sum_assignment`, so current owners keep as many of their
    accounts as possible (and, for geo, reps stay near home).
 4. Lloyd-style rounds of a HiGHS LP move cells of neighbouring units between their territory and a few
-   candidate territories (nearest centres for geo; neighbouring runs of the industry order otherwise),
-   minimising distance, industry spread and owner changes while every territory stays inside a band
-   around the mean of each criterion and under its rep's capacity.
+   candidate territories (nearest centres for geo; neighbouring runs of the industry order, which serves
+   as the map, for vertical), minimising distance, industry spread and owner changes while every
+   territory stays inside a band around the mean of each criterion and under its rep's capacity.
 5. Integer repair: cells the LP split are opened into their units and shared out by a smaller LP; the
    few units still split are rounded, by a HiGHS MIP when plain rounding would leave the band.
 
-Geo plans with some accounts lacking coordinates share those out like a vertical plan, in the same LP.
+In a geo plan the accounts without coordinates are cut into balanced runs of the industry order like a
+vertical plan, matched to reps on their own, and then stay put while the LP reshapes the geo part around
+them.
 """
 
 from __future__ import annotations
@@ -144,8 +146,13 @@ class _Units:
 def _subset(units: _Units, mask: np.ndarray) -> _Units:
     """The units selected by mask (without the account mapping, which only the whole set needs)."""
     return _Units(
-        of_account=np.zeros(0, dtype=np.int64), criteria=units.criteria[mask], xyz=units.xyz[mask],
-        geo=units.geo[mask], industry=units.industry[mask], owner=units.owner[mask], sequence=units.sequence[mask],
+        of_account=np.zeros(0, dtype=np.int64),
+        criteria=units.criteria[mask],
+        xyz=units.xyz[mask],
+        geo=units.geo[mask],
+        industry=units.industry[mask],
+        owner=units.owner[mask],
+        sequence=units.sequence[mask],
     )
 
 
@@ -235,7 +242,9 @@ def _owner_reps(reps: pd.DataFrame, policy: TerritoryPolicy, warnings: list[str]
         raise ValueError("the reps table has no rows: territories need at least one rep to own them")
     owners = reps[_column(reps, "role").isin(policy.owner_roles)]
     if owners.empty:
-        warnings.append(f"no rep has a role in {policy.owner_roles}; each of the {len(reps)} reps owns a territory")
+        warnings.append(
+            f"no rep has a role in {policy.owner_roles}; each of the {len(reps)} reps owns a territory"
+        )
         owners = reps
     owners = owners.assign(rep_id=owners["rep_id"].astype(str)).sort_values("rep_id", kind="stable")
     repeated = owners["rep_id"][owners["rep_id"].duplicated()]
@@ -256,17 +265,26 @@ def _account_arrays(
     ids = accounts["account_id"].astype(str).to_numpy()
     if pd.Index(ids).has_duplicates:
         raise ValueError("accounts repeat an account_id; each account must appear once")
-    lat, lon = (pd.to_numeric(_column(accounts, c), errors="coerce").to_numpy(dtype=float) for c in ("latitude", "longitude"))
+    lat, lon = (
+        pd.to_numeric(_column(accounts, c), errors="coerce").to_numpy(dtype=float)
+        for c in ("latitude", "longitude")
+    )
     has_geo = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90) & (np.abs(lon) <= 180)
     potential = pd.to_numeric(accounts["potential"], errors="coerce").to_numpy(dtype=float)
     if (potential < 0).any():
-        raise ValueError(f"{int((potential < 0).sum())} accounts have a negative potential; potential must be >= 0")
+        raise ValueError(
+            f"{int((potential < 0).sum())} accounts have a negative potential; potential must be >= 0"
+        )
     if np.isnan(potential).any():
         warnings.append(f"{int(np.isnan(potential).sum())} accounts have no potential; they count as 0")
     tiers = accounts["tier"].astype("string")
-    unknown = sorted(set(tiers.dropna().unique()) - set(workload_weights)) + (["null"] if tiers.isna().any() else [])
+    unknown = sorted(set(tiers.dropna().unique()) - set(workload_weights)) + (
+        ["null"] if tiers.isna().any() else []
+    )
     if unknown:
-        raise ValueError(f"tier(s) {unknown} have no workload weight; add them to workload_weights in the policy")
+        raise ValueError(
+            f"tier(s) {unknown} have no workload weight; add them to workload_weights in the policy"
+        )
     workload = tiers.map(workload_weights).to_numpy(dtype=float)
     previous = _column(accounts, "owner_rep_id").astype("string")
     return _Accounts(
@@ -282,7 +300,9 @@ def _account_arrays(
     )
 
 
-def _capacities(owners: pd.DataFrame, policy: TerritoryPolicy, n_accounts: int, warnings: list[str]) -> np.ndarray:
+def _capacities(
+    owners: pd.DataFrame, policy: TerritoryPolicy, n_accounts: int, warnings: list[str]
+) -> np.ndarray:
     """Account capacity per owner rep (inf when unbounded), scaled up when the total is below the book."""
     capacity = pd.to_numeric(_column(owners, "capacity_accounts"), errors="coerce").to_numpy(dtype=float)
     default = np.inf if policy.default_capacity_accounts is None else float(policy.default_capacity_accounts)
@@ -304,10 +324,12 @@ def _choose_basis(policy: TerritoryPolicy, acc: _Accounts, warnings: list[str]) 
     if policy.basis == "vertical" or (policy.basis == "auto" and geo_share < policy.min_geo_share):
         return "vertical"
     if geo_share == 0:
-        warnings.append("basis 'geo' was asked for but no account has coordinates; territories are vertical")
+        warnings.append("no account has coordinates, so territories are vertical although the basis is geo")
         return "vertical"
     if geo_share < 1:
-        warnings.append(f"{int((~acc.has_geo).sum())} accounts have no coordinates; they are shared out by industry")
+        warnings.append(
+            f"{int((~acc.has_geo).sum())} accounts have no coordinates; they are shared out by industry"
+        )
     return "geo"
 
 
@@ -369,7 +391,9 @@ def _units(acc: _Accounts, basis: str) -> _Units:
     root = first[_first_of_runs(label[first])]
     return _Units(
         of_account=label,
-        criteria=np.column_stack([np.bincount(label, acc.criteria[:, j], n_units) for j in range(len(CRITERIA))]),
+        criteria=np.column_stack(
+            [np.bincount(label, acc.criteria[:, j], n_units) for j in range(len(CRITERIA))]
+        ),
         xyz=xyz,
         geo=np.isfinite(xyz[:, 0]) & (basis == "geo"),
         industry=acc.industry[root],
@@ -419,7 +443,9 @@ def _sequence(industry: np.ndarray, key: np.ndarray) -> np.ndarray:
 # Start: balanced recursive bisection, parts matched to reps
 
 
-def _start(units: _Units, owners: pd.DataFrame, tolerance: float, log: _SolverLog) -> tuple[np.ndarray, np.ndarray]:
+def _start(
+    units: _Units, owners: pd.DataFrame, tolerance: float, log: _SolverLog
+) -> tuple[np.ndarray, np.ndarray]:
     """Balanced start: territory per unit, and each territory's neighbours in the industry order.
 
     Geo units are cut by geography; units without coordinates (all of them in a vertical plan) are cut
@@ -443,7 +469,9 @@ def _start(units: _Units, owners: pd.DataFrame, tolerance: float, log: _SolverLo
     return territory, neighbours
 
 
-def _bisect(idx: np.ndarray, k: int, units: _Units, geometric: bool, tolerance: float, log: _SolverLog) -> np.ndarray:
+def _bisect(
+    idx: np.ndarray, k: int, units: _Units, geometric: bool, tolerance: float, log: _SolverLog
+) -> np.ndarray:
     """Part (0..k-1) of each unit in idx: halve the set recursively, each half holding its reps' share."""
     part = np.zeros(len(idx), dtype=int)
     stack = [(np.arange(len(idx)), k, 0)]
@@ -491,7 +519,9 @@ def _shares(criteria: np.ndarray) -> np.ndarray:
     return criteria[:, active] / totals[active]
 
 
-def _industry_boundary(industry: np.ndarray, cumulative: np.ndarray, share: float, tolerance: float) -> int | None:
+def _industry_boundary(
+    industry: np.ndarray, cumulative: np.ndarray, share: float, tolerance: float
+) -> int | None:
     """Cut position at an industry change close enough to the balanced cut, if there is one."""
     boundaries = np.flatnonzero(industry[1:] != industry[:-1]) + 1
     if boundaries.size == 0:
@@ -515,16 +545,20 @@ def _balance_cut(shares: np.ndarray, cut: int, share: float, log: _SolverLog) ->
     return left
 
 
-def _window_cut(shares: np.ndarray, cut: int, share: float, half: int, log: _SolverLog) -> tuple[np.ndarray, bool]:
+def _window_cut(
+    shares: np.ndarray, cut: int, share: float, half: int, log: _SolverLog
+) -> tuple[np.ndarray, bool]:
     """Left mask from the LP over `half` units on each side of the cut, and whether it fell short."""
     m, n_criteria = shares.shape
     lo, hi = max(0, cut - half), min(m, cut + half)
     width = hi - lo
     eye = np.eye(n_criteria)
     result = _run_lp(
-        log, "bisection cut LP",
+        log,
+        "bisection cut LP",
         np.r_[(np.arange(lo, hi) - cut + 0.5) / half, np.full(2 * n_criteria, CUT_SLACK_PENALTY * m)],
-        A_eq=np.hstack([shares[lo:hi].T, eye, -eye]), b_eq=share - shares[:lo].sum(axis=0),
+        A_eq=np.hstack([shares[lo:hi].T, eye, -eye]),
+        b_eq=share - shares[:lo].sum(axis=0),
         bounds=[(0, 1)] * width + [(0, None)] * (2 * n_criteria),
     )
     if result is None:
@@ -534,7 +568,9 @@ def _window_cut(shares: np.ndarray, cut: int, share: float, half: int, log: _Sol
     return left, bool(result[width:].sum() > CUT_SHORTFALL)
 
 
-def _match(parts: np.ndarray, idx: np.ndarray, units: _Units, k: int, owners: pd.DataFrame | None) -> np.ndarray:
+def _match(
+    parts: np.ndarray, idx: np.ndarray, units: _Units, k: int, owners: pd.DataFrame | None
+) -> np.ndarray:
     """Rep index for each part: most accounts kept by their current owner, then (geo) reps near home."""
     counts = units.criteria[idx, COUNT]
     owner = units.owner[idx]
@@ -549,7 +585,10 @@ def _match(parts: np.ndarray, idx: np.ndarray, units: _Units, k: int, owners: pd
 def _home_distance(parts: np.ndarray, idx: np.ndarray, units: _Units, owners: pd.DataFrame) -> np.ndarray:
     """Part-by-rep distance from the part centre to the rep's home, scaled to 0..1 (0 without a home)."""
     k = len(owners)
-    lat, lon = (pd.to_numeric(_column(owners, c), errors="coerce").to_numpy(dtype=float) for c in ("latitude", "longitude"))
+    lat, lon = (
+        pd.to_numeric(_column(owners, c), errors="coerce").to_numpy(dtype=float)
+        for c in ("latitude", "longitude")
+    )
     home = _to_xyz(lat, lon, np.isfinite(lat) & np.isfinite(lon))
     centres = _group_centres(units.xyz[idx], units.criteria[idx, COUNT], parts, k)
     distance = np.nan_to_num(np.linalg.norm(centres[:, None, :] - home[None, :, :], axis=2))
@@ -561,7 +600,11 @@ def _home_distance(parts: np.ndarray, idx: np.ndarray, units: _Units, owners: pd
 
 
 def _problem(
-    units: _Units, territory: np.ndarray, neighbours: np.ndarray, capacity: np.ndarray, tolerance: float,
+    units: _Units,
+    territory: np.ndarray,
+    neighbours: np.ndarray,
+    capacity: np.ndarray,
+    tolerance: float,
     fixed: np.ndarray,
 ) -> _Problem:
     """Bands around the mean of each criterion, capacities, cost scales and candidate sources; `fixed`
@@ -602,10 +645,9 @@ def _recentre(problem: _Problem, units: _Units, territory: np.ndarray) -> None:
     problem.centres = _territory_centres(units, territory, problem.k)
     seq = ~units.geo
     weight = units.criteria[seq, COUNT]
+    position = np.bincount(territory[seq], weight * units.sequence[seq], problem.k)
     with np.errstate(invalid="ignore", divide="ignore"):
-        problem.sequence_centres = np.bincount(territory[seq], weight * units.sequence[seq], problem.k) / np.bincount(
-            territory[seq], weight, problem.k
-        )
+        problem.sequence_centres = position / np.bincount(territory[seq], weight, problem.k)
 
 
 def _typical_km(units: _Units, territory: np.ndarray, k: int) -> float:
@@ -644,32 +686,28 @@ def _refine(units: _Units, territory: np.ndarray, problem: _Problem, log: _Solve
 
 
 def _items(units: _Units, territory: np.ndarray, problem: _Problem) -> _Items:
-    """Cells of neighbouring units of one territory, split by owner, by industry (units without
-    coordinates) and with each large unit on its own."""
+    """Cells of neighbouring units of one territory and one owner; each large unit is a cell of its own."""
     levels = int(np.clip(np.floor(np.log2(ITEM_BUDGET / problem.k)), 0, np.log2(CELLS_PER_TERRITORY)))
-    geo = units.geo
-    cell = np.zeros(units.size, dtype=np.int64)
-    if geo.any():
-        cell[geo] = _geo_cells(units.xyz[geo], units.criteria[geo, COUNT], territory[geo], levels)
-    if not geo.all():
-        # Cells without coordinates hold about as many units as geo cells.
-        per_territory = int(np.ceil(2**levels * (~geo).mean()))
-        cell[~geo] = _sequence_cells(units.sequence[~geo], territory[~geo], per_territory)
+    count = units.criteria[:, COUNT]
+    if units.geo.all():
+        cell = _geo_cells(units.xyz, count, territory, levels)
+    else:
+        # Cells of the industry order never mix industries.
+        cell = _group_ids(_sequence_cells(units.sequence, territory, 2**levels), units.industry)
     large = _large_units(units.criteria, problem)
-    # Geo units get an industry key no unit without coordinates has, so the two never share a cell.
-    industry = np.where(geo, UNKNOWN_INDUSTRY - 1, units.industry)
-    columns = [territory, cell, industry, np.where(large, np.arange(units.size), -1)]
+    columns = [territory, cell, np.where(large, np.arange(units.size), -1)]
     of_unit = _group_ids(*columns, units.owner)
     # Owners are dropped from the key when they would multiply the cells (scattered current ownership).
     if of_unit.max() + 1 > 2 * ITEM_BUDGET:
         of_unit = _group_ids(*columns)
     n_items = int(of_unit.max()) + 1
-    count = units.criteria[:, COUNT]
     return _Items(
         of_unit=of_unit,
-        criteria=np.column_stack([np.bincount(of_unit, units.criteria[:, j], n_items) for j in range(len(CRITERIA))]),
+        criteria=np.column_stack(
+            [np.bincount(of_unit, units.criteria[:, j], n_items) for j in range(len(CRITERIA))]
+        ),
         xyz=_group_centres(units.xyz, count, of_unit, n_items),
-        geo=np.bincount(of_unit, geo, n_items) > 0,
+        geo=np.bincount(of_unit, units.geo, n_items) > 0,
         industry=_majority(of_unit, units.industry, n_items),
         owner=_majority(of_unit, units.owner, n_items),
         large=np.bincount(of_unit, large, n_items) > 0,
@@ -680,8 +718,14 @@ def _items(units: _Units, territory: np.ndarray, problem: _Problem) -> _Items:
 def _unit_items(units: _Units, problem: _Problem) -> _Items:
     """Every unit as an item of its own, for the repair steps."""
     return _Items(
-        np.arange(units.size), units.criteria, units.xyz, units.geo, units.industry, units.owner,
-        _large_units(units.criteria, problem), units.sequence,
+        np.arange(units.size),
+        units.criteria,
+        units.xyz,
+        units.geo,
+        units.industry,
+        units.owner,
+        _large_units(units.criteria, problem),
+        units.sequence,
     )
 
 
@@ -744,8 +788,8 @@ def _candidates(
         near = cKDTree(problem.centres[valid]).query(items.xyz[items.geo], k=n_near)[1].reshape(-1, n_near)
         rows.append(np.repeat(every[items.geo], n_near))
         cols.append(valid[near].ravel())
-    # Territories without a geo unit (only in books with fewer units than reps, or holding only units
-    # without coordinates) have no centre to be near: every geo item may go there.
+    # Territories without a geo unit (in books with fewer units than reps) have no centre to be near:
+    # every geo item may go there.
     if items.geo.any() and not placed.all():
         rows.append(np.repeat(every[items.geo], (~placed).sum()))
         cols.append(np.tile(np.flatnonzero(~placed), items.geo.sum()))
@@ -838,7 +882,9 @@ def _solve(
         (fixed - problem.mean * (1 - band)).ravel(),
         problem.capacity[bounded] - fixed[bounded, COUNT],
     ]
-    a_eq = sparse.csr_matrix((np.ones(n_pairs), (pair_item, np.arange(n_pairs))), shape=(len(item), n_pairs + n_rows))
+    a_eq = sparse.csr_matrix(
+        (np.ones(n_pairs), (pair_item, np.arange(n_pairs))), shape=(len(item), n_pairs + n_rows)
+    )
     penalty = _slack_penalty(cost, load[:, COUNT], problem) * (MIP_PENALTY_FACTOR if integral else 1.0)
     c = np.r_[cost, np.full(2 * n_band, penalty), np.full(bounded.size, penalty * CAPACITY_PENALTY_FACTOR)]
     if integral:
@@ -864,8 +910,13 @@ def _run_lp(log: _SolverLog, step: str, c: np.ndarray, **model) -> np.ndarray | 
 
 
 def _run_mip(
-    log: _SolverLog, step: str, c: np.ndarray, a_ub: sparse.csr_matrix, b_ub: np.ndarray,
-    a_eq: sparse.csr_matrix, n_binary: int,
+    log: _SolverLog,
+    step: str,
+    c: np.ndarray,
+    a_ub: sparse.csr_matrix,
+    b_ub: np.ndarray,
+    a_eq: sparse.csr_matrix,
+    n_binary: int,
 ) -> np.ndarray | None:
     """Solve a MIP with HiGHS (binary pair columns first, continuous slacks after); its solution only
     when HiGHS reports it optimal."""
@@ -939,15 +990,27 @@ def _repair(
         rows, cols = rows[still], cols[still]
     if _within_repair_band(units, territory, problem):
         return territory
-    territory = _settle(units, unit_items, territory, rows, cols, problem, log, "integer rounding MIP")
+    if rows.size:
+        territory = _settle(units, unit_items, territory, rows, cols, problem, log, "integer rounding MIP")
     if _within_repair_band(units, territory, problem):
         return territory
     flex_rows, flex_cols = _flexible_pairs(unit_items, territory, problem)
     pairs = np.unique(np.r_[rows, flex_rows] * problem.k + np.r_[cols, flex_cols])
-    return _settle(units, unit_items, territory, pairs // problem.k, pairs % problem.k, problem, log, "integer repair MIP")
+    return _settle(
+        units,
+        unit_items,
+        territory,
+        pairs // problem.k,
+        pairs % problem.k,
+        problem,
+        log,
+        "integer repair MIP",
+    )
 
 
-def _open_cells(items: _Items, rows: np.ndarray, cols: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _open_cells(
+    items: _Items, rows: np.ndarray, cols: np.ndarray, free: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Candidate pairs of each free unit: the territories its cell was split between."""
     by_item = np.argsort(rows, kind="stable")
     start = np.searchsorted(rows[by_item], np.arange(items.size + 1))
@@ -961,7 +1024,9 @@ def _fixed_totals(units: _Units, territory: np.ndarray, free: np.ndarray, k: int
     """Criteria totals per territory of the units a repair step leaves where they are."""
     fixed = np.ones(units.size, dtype=bool)
     fixed[free] = False
-    return np.column_stack([np.bincount(territory[fixed], units.criteria[fixed, j], k) for j in range(len(CRITERIA))])
+    return np.column_stack(
+        [np.bincount(territory[fixed], units.criteria[fixed, j], k) for j in range(len(CRITERIA))]
+    )
 
 
 def _within_repair_band(units: _Units, territory: np.ndarray, problem: _Problem) -> bool:
@@ -973,8 +1038,14 @@ def _within_repair_band(units: _Units, territory: np.ndarray, problem: _Problem)
 
 
 def _settle(
-    units: _Units, unit_items: _Items, territory: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-    problem: _Problem, log: _SolverLog, step: str,
+    units: _Units,
+    unit_items: _Items,
+    territory: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    problem: _Problem,
+    log: _SolverLog,
+    step: str,
 ) -> np.ndarray:
     """Territory per unit after a MIP choosing among the given pairs, every other unit staying put."""
     free = np.unique(rows)
@@ -1041,14 +1112,18 @@ def _build_plan(
     steps = [f"{name} x{count}" if count > 1 else name for name, count in log.steps.items()]
     return TerritoryPlan(
         assignments=_assignment_frame(acc, rep_ids, territory, territory_ids),
-        territories=_territory_frame(acc, territory, totals, territory_ids, rep_ids, capacity, centres, basis),
+        territories=_territory_frame(
+            acc, territory, totals, territory_ids, rep_ids, capacity, centres, basis
+        ),
         balance=balance,
         baseline=baseline,
         compactness=compactness,
         compactness_vs_kmeans=ratio,
         basis=basis,
         solver={
-            "method": "HiGHS: " + ", ".join(steps) if steps else "none: a single territory takes every account",
+            "method": "HiGHS: " + ", ".join(steps)
+            if steps
+            else "none: a single territory takes every account",
             "status": "fallback" if log.failures else "optimal",
             "seconds": round(log.seconds, 3),
         },
@@ -1073,7 +1148,11 @@ def _kmeans_baseline(acc: _Accounts, k: int, seed: int) -> dict[str, float]:
     """Balance and compactness of plain k-means (k clusters, no balancing) on the accounts with
     coordinates, fitted on a sample of at most KMEANS_SAMPLE of them."""
     idx = np.flatnonzero(acc.has_geo)
-    sample = idx if idx.size <= KMEANS_SAMPLE else np.random.default_rng(seed).choice(idx, KMEANS_SAMPLE, replace=False)
+    sample = (
+        idx
+        if idx.size <= KMEANS_SAMPLE
+        else np.random.default_rng(seed).choice(idx, KMEANS_SAMPLE, replace=False)
+    )
     model = KMeans(n_clusters=min(k, idx.size), n_init=1, random_state=seed).fit(acc.xyz[sample])
     label = model.predict(acc.xyz[idx])
     totals = np.column_stack([np.bincount(label, acc.criteria[idx, j], k) for j in range(len(CRITERIA))])
@@ -1082,53 +1161,75 @@ def _kmeans_baseline(acc: _Accounts, k: int, seed: int) -> dict[str, float]:
 
 
 def _outcome_warnings(
-    balance: dict[str, float], counts: np.ndarray, capacity: np.ndarray, rep_ids: np.ndarray,
-    tolerance: float, log: _SolverLog,
+    balance: dict[str, float],
+    counts: np.ndarray,
+    capacity: np.ndarray,
+    rep_ids: np.ndarray,
+    tolerance: float,
+    log: _SolverLog,
 ) -> list[str]:
     """What the plan could not achieve, and solver steps that fell back to the answer before them."""
-    out = [f"solver step failed, the balanced assignment before it was kept: {f}" for f in log.failures]
+    out = [f"solver step failed, the plan keeps the answer from before it: {f}" for f in log.failures]
     off = {name: dev for name, dev in balance.items() if dev > tolerance}
     if off:
         figures = ", ".join(f"{name} {dev:.1%}" for name, dev in off.items())
-        out.append(f"balance outside the {tolerance:.0%} tolerance ({figures}): too few or too lumpy accounts per rep")
+        out.append(
+            f"balance outside the {tolerance:.0%} tolerance ({figures}): accounts too few or too lumpy"
+        )
     over = np.flatnonzero(counts > capacity)
     if over.size:
-        out.append(f"{over.size} reps are over capacity, e.g. {rep_ids[over[0]]} with {counts[over[0]]:.0f} accounts")
+        out.append(
+            f"{over.size} reps are over capacity, e.g. {rep_ids[over[0]]} with {counts[over[0]]:.0f} accounts"
+        )
     return out
 
 
-def _assignment_frame(acc: _Accounts, rep_ids: np.ndarray, territory: np.ndarray, territory_ids: np.ndarray) -> pd.DataFrame:
+def _assignment_frame(
+    acc: _Accounts, rep_ids: np.ndarray, territory: np.ndarray, territory_ids: np.ndarray
+) -> pd.DataFrame:
     """One row per account: territory, rep, previous owner and whether the account changes hands."""
     rep = rep_ids[territory]
-    return pd.DataFrame({
-        "account_id": acc.ids,
-        "territory_id": territory_ids[territory],
-        "rep_id": rep,
-        "previous_rep_id": acc.previous,
-        "is_moved": pd.notna(acc.previous) & (acc.previous != rep),
-    })
+    return pd.DataFrame(
+        {
+            "account_id": acc.ids,
+            "territory_id": territory_ids[territory],
+            "rep_id": rep,
+            "previous_rep_id": acc.previous,
+            "is_moved": pd.notna(acc.previous) & (acc.previous != rep),
+        }
+    )
 
 
 def _territory_frame(
-    acc: _Accounts, territory: np.ndarray, totals: np.ndarray, territory_ids: np.ndarray, rep_ids: np.ndarray,
-    capacity: np.ndarray, centres: np.ndarray, basis: str,
+    acc: _Accounts,
+    territory: np.ndarray,
+    totals: np.ndarray,
+    territory_ids: np.ndarray,
+    rep_ids: np.ndarray,
+    capacity: np.ndarray,
+    centres: np.ndarray,
+    basis: str,
 ) -> pd.DataFrame:
     """One row per territory with its totals, tier counts, capacity and centre."""
     k = len(territory_ids)
     known = acc.tier >= 0
-    tiers = np.bincount(territory[known] * len(TIERS) + acc.tier[known], minlength=k * len(TIERS)).reshape(k, len(TIERS))
+    tiers = np.bincount(territory[known] * len(TIERS) + acc.tier[known], minlength=k * len(TIERS)).reshape(
+        k, len(TIERS)
+    )
     lat, lon = _to_lat_lon(centres)
-    return pd.DataFrame({
-        "territory_id": territory_ids,
-        "rep_id": rep_ids,
-        "basis": basis,
-        "account_count": totals[:, COUNT].astype(np.int64),
-        "potential": totals[:, POTENTIAL],
-        "workload": totals[:, WORKLOAD],
-        "a_count": tiers[:, 0],
-        "b_count": tiers[:, 1],
-        "c_count": tiers[:, 2],
-        "capacity_accounts": np.where(np.isfinite(capacity), capacity, np.nan),
-        "center_latitude": lat,
-        "center_longitude": lon,
-    })
+    return pd.DataFrame(
+        {
+            "territory_id": territory_ids,
+            "rep_id": rep_ids,
+            "basis": basis,
+            "account_count": totals[:, COUNT].astype(np.int64),
+            "potential": totals[:, POTENTIAL],
+            "workload": totals[:, WORKLOAD],
+            "a_count": tiers[:, 0],
+            "b_count": tiers[:, 1],
+            "c_count": tiers[:, 2],
+            "capacity_accounts": np.where(np.isfinite(capacity), capacity, np.nan),
+            "center_latitude": lat,
+            "center_longitude": lon,
+        }
+    )

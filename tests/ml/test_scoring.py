@@ -421,3 +421,18 @@ def test_maven_crm_export_scores_with_low_confidence():
     assert len(result.account_scores) == 85
     assert result.account_scores["conversion_probability"].between(0.3, 0.95).all()
     assert metric(result, "combined", "test", "n") == round(6711 * 0.2)
+
+
+def test_an_outlier_won_amount_is_capped_at_the_policy_quantile():
+    inputs = maven_like()
+    outcomes = inputs["outcomes"].copy()
+    won = outcomes["outcome"] == "won"
+    first_won = outcomes.index[won][0]
+    outcomes.loc[first_won, "amount"] = 5e9
+    account = outcomes.loc[first_won, "account_id"]
+    outcomes.loc[(outcomes["account_id"] == account) & won, "amount"] = 5e9
+    result = run({**inputs, "outcomes": outcomes})
+    value = result.account_scores.set_index("account_id")["expected_deal_value"]
+    cap = np.quantile(outcomes.loc[won & (outcomes["amount"] > 0), "amount"], Policy().scoring.deal_value_cap_quantile)
+    assert value[account] == pytest.approx(cap)
+    assert value[account] < 5e9

@@ -9,15 +9,25 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import ml.territories as territories
+from ml import territories
 from ml.policy import Policy, TerritoryPolicy
 from ml.territories import plan_territories
 
 WORKLOAD = Policy().workload_weights
-METROS = np.array([
-    (40.71, -74.01), (34.05, -118.24), (41.88, -87.63), (29.76, -95.37), (33.45, -112.07),
-    (39.95, -75.17), (32.78, -96.80), (37.77, -122.42), (47.61, -122.33), (39.74, -104.99),
-])
+METROS = np.array(
+    [
+        (40.71, -74.01),
+        (34.05, -118.24),
+        (41.88, -87.63),
+        (29.76, -95.37),
+        (33.45, -112.07),
+        (39.95, -75.17),
+        (32.78, -96.80),
+        (37.77, -122.42),
+        (47.61, -122.33),
+        (39.74, -104.99),
+    ]
+)
 
 
 def _accounts(n: int, seed: int = 0, industries: int = 8) -> pd.DataFrame:
@@ -26,29 +36,33 @@ def _accounts(n: int, seed: int = 0, industries: int = 8) -> pd.DataFrame:
     weights = 1 / np.arange(1, len(METROS) + 1)
     metro = rng.choice(len(METROS), n, p=weights / weights.sum())
     rural = rng.random(n) < 0.05
-    return pd.DataFrame({
-        "account_id": [f"a{i:05d}" for i in range(n)],
-        "latitude": np.where(rural, rng.uniform(26, 48, n), METROS[metro, 0] + rng.normal(0, 0.3, n)),
-        "longitude": np.where(rural, rng.uniform(-122, -70, n), METROS[metro, 1] + rng.normal(0, 0.3, n)),
-        "industry": rng.choice([f"industry{i:02d}" for i in range(industries)], n),
-        "potential": rng.lognormal(10, 1.2, n),
-        "tier": rng.choice(["A", "B", "C"], n, p=[0.15, 0.35, 0.5]),
-        "owner_rep_id": None,
-        "parent_account_id": None,
-    })
+    return pd.DataFrame(
+        {
+            "account_id": [f"a{i:05d}" for i in range(n)],
+            "latitude": np.where(rural, rng.uniform(26, 48, n), METROS[metro, 0] + rng.normal(0, 0.3, n)),
+            "longitude": np.where(rural, rng.uniform(-122, -70, n), METROS[metro, 1] + rng.normal(0, 0.3, n)),
+            "industry": rng.choice([f"industry{i:02d}" for i in range(industries)], n),
+            "potential": rng.lognormal(10, 1.2, n),
+            "tier": rng.choice(["A", "B", "C"], n, p=[0.15, 0.35, 0.5]),
+            "owner_rep_id": None,
+            "parent_account_id": None,
+        }
+    )
 
 
 def _reps(k: int, seed: int = 0, role: str = "AE") -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     metro = rng.integers(0, len(METROS), k)
-    return pd.DataFrame({
-        "rep_id": [f"r{i:03d}" for i in range(k)],
-        "role": role,
-        "latitude": METROS[metro, 0],
-        "longitude": METROS[metro, 1],
-        "capacity_accounts": None,
-        "region": None,
-    })
+    return pd.DataFrame(
+        {
+            "rep_id": [f"r{i:03d}" for i in range(k)],
+            "role": role,
+            "latitude": METROS[metro, 0],
+            "longitude": METROS[metro, 1],
+            "capacity_accounts": None,
+            "region": None,
+        }
+    )
 
 
 def _plan(accounts: pd.DataFrame, reps: pd.DataFrame, **policy) -> territories.TerritoryPlan:
@@ -62,7 +76,9 @@ def _recomputed_deviation(plan: territories.TerritoryPlan, accounts: pd.DataFram
         merged["workload"] = merged["tier"].map(WORKLOAD)
     if column == "account_count":
         merged["account_count"] = 1.0
-    totals = merged.groupby("territory_id")[column].sum().reindex(plan.territories["territory_id"], fill_value=0)
+    totals = (
+        merged.groupby("territory_id")[column].sum().reindex(plan.territories["territory_id"], fill_value=0)
+    )
     return float((totals - totals.mean()).abs().max() / totals.mean())
 
 
@@ -102,7 +118,9 @@ def test_vertical_plan_keeps_most_industries_in_one_territory():
     plan = _plan(accounts, _reps(6, seed=5), basis="vertical")
     assert plan.basis == "vertical"
     assert plan.baseline == {} and plan.compactness_vs_kmeans is None
-    counts = pd.crosstab(plan.assignments.merge(accounts, on="account_id")["industry"], plan.assignments["territory_id"])
+    counts = pd.crosstab(
+        plan.assignments.merge(accounts, on="account_id")["industry"], plan.assignments["territory_id"]
+    )
     whole = (counts.max(axis=1) / counts.sum(axis=1) >= 0.95).mean()
     assert whole >= 0.7
     assert max(plan.balance.values()) <= 0.03
@@ -120,7 +138,9 @@ def test_parent_and_children_share_a_territory():
     plan = _plan(accounts, _reps(8, seed=6))
     territory = plan.assignments.set_index("account_id")["territory_id"]
     linked = accounts.dropna(subset=["parent_account_id"])
-    assert (territory[linked["account_id"]].to_numpy() == territory[linked["parent_account_id"]].to_numpy()).all()
+    assert (
+        territory[linked["account_id"]].to_numpy() == territory[linked["parent_account_id"]].to_numpy()
+    ).all()
     assert max(plan.balance.values()) <= 0.1
 
 
@@ -232,3 +252,13 @@ def test_failed_refinement_keeps_the_balanced_start_which_the_refinement_shorten
     assert max(start.balance.values()) <= 0.1
     assert start.territories["account_count"].min() > 0
     assert refined.compactness < 0.9 * start.compactness
+
+
+def test_failed_repair_mip_keeps_the_rounded_plan(monkeypatch):
+    monkeypatch.setattr(territories, "milp", lambda c, **model: _failed(c))
+    accounts = _accounts(85, seed=16)
+    plan = _plan(accounts, _reps(35, seed=16))
+    assert any("MIP: HiGHS status 1" in w for w in plan.warnings) and plan.solver["status"] == "fallback"
+    assert sorted(plan.assignments["account_id"]) == sorted(accounts["account_id"])
+    assert plan.territories["account_count"].sum() == 85
+    assert plan.territories["account_count"].max() <= 4
