@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pandas as pd
@@ -91,6 +95,19 @@ def make_reps(k: int, accounts: pd.DataFrame, rng: np.random.Generator) -> pd.Da
     )
 
 
+@contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send C-level prints (HiGHS writes a few to stdout) to stderr, so stdout holds only the JSON line."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=5000)
@@ -102,7 +119,8 @@ def main() -> None:
     reps = make_reps(args.reps, accounts, rng)
     policy = Policy()
     start = time.perf_counter()
-    plan = plan_territories(accounts, reps, policy.territories, policy.workload_weights)
+    with _stdout_to_stderr():
+        plan = plan_territories(accounts, reps, policy.territories, policy.workload_weights)
     seconds = time.perf_counter() - start
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(

@@ -1072,15 +1072,15 @@ def _flexible_pairs(units: _Items, territory: np.ndarray, problem: _Problem) -> 
     best = order[_first_of_runs(rows[order])]
     unit = rows[best]
     regret = cost[best] - stay_cost[unit]
-    chosen = []
+    levers = []
     for j in np.flatnonzero(problem.mean > 0):
         with np.errstate(divide="ignore"):
             price = np.where(units.criteria[unit, j] > 0, regret / units.criteria[unit, j], np.inf)
         by_territory = np.lexsort((price, territory[unit]))
         group = territory[unit][by_territory]
         rank = np.arange(len(group)) - np.searchsorted(group, group)
-        chosen.append(best[by_territory[rank < FLEXIBLE_PER_TERRITORY]])
-    chosen = np.unique(np.concatenate(chosen))
+        levers.append(best[by_territory[rank < FLEXIBLE_PER_TERRITORY]])
+    chosen = np.unique(np.concatenate(levers))
     return np.r_[rows[chosen], rows[chosen]], np.r_[territory[rows[chosen]], cols[chosen]]
 
 
