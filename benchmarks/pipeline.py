@@ -9,6 +9,7 @@ row counts, so the 1M-account target of every stage can be checked on this machi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import sys
@@ -45,7 +46,8 @@ def main() -> int:
     settings = PipelineSettings(input_dir=str(export), warehouse=str(root / "warehouse" / "warehouse.duckdb"))
     job = build_definitions(settings).resolve_job_def(FULL_PIPELINE_JOB)
     started = time.perf_counter()
-    with DagsterInstance.ephemeral() as instance:
+    # dbt echoes its log to stdout; keep stdout for the one JSON line.
+    with DagsterInstance.ephemeral() as instance, contextlib.redirect_stdout(sys.stderr):
         result = job.execute_in_process(
             instance=instance, raise_on_error=False,
             run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},

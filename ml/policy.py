@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "config" / "policy.yml"
 
@@ -23,8 +24,17 @@ class ScoringPolicy(_Strict):
     min_closed_outcomes: int = 200
     min_won_outcomes: int = 40
     min_distinct_accounts: int = 200
+    # The combiner's C; each layer's C is chosen from the grid by cross-validated log loss.
     regularization_c: float = 1.0
-    low_confidence_regularization_c: float = 0.1
+    regularization_grid: list[float] = [0.01, 0.03, 0.1, 0.3, 1.0]
+    cv_folds: int = Field(5, ge=2)
+    # Relative log-loss gain boosting needs over logistic regression, and Brier gain isotonic needs over sigmoid.
+    model_choice_min_gain: float = Field(0.01, ge=0)
+    calibration_choice_min_gain: float = Field(0.01, ge=0)
+    # A feature that alone separates won from lost this well (AUC) was filled in after the outcome.
+    max_single_feature_auc: float = Field(0.95, gt=0.5, le=1)
+    # Below the minimum outcomes and without a champion: logit weight per standard deviation of a feature.
+    prior_weights: dict[str, float] = {}
     min_category_rows: int = 20
     max_categories_per_feature: int = 30
     ece_bins: int = 10
@@ -35,15 +45,58 @@ class ScoringPolicy(_Strict):
 class TierPolicy(_Strict):
     a_min_priority: float = Field(85, ge=0, le=100)
     b_min_priority: float = Field(50, ge=0, le=100)
+    # An A account needs at least this conversion probability, whatever its rank.
+    a_min_probability: float = Field(0.0, ge=0, le=1)
+
+
+BALANCE_CRITERIA = ("potential", "workload", "a_count", "account_count")
+
+
+class TerritoryScenario(_Strict):
+    """A what-if variant of the territory policy, planned beside the live plan."""
+
+    name: str
+    add_reps: int = Field(0, ge=0)
+    remove_reps: list[str] = []
+    tolerance: float | None = Field(None, gt=0, lt=1)
+    basis: str | None = Field(None, pattern="^(auto|geo|vertical)$")
 
 
 class TerritoryPolicy(_Strict):
     basis: str = Field("auto", pattern="^(auto|geo|vertical)$")
     min_geo_share: float = 0.8
     tolerance: float = Field(0.10, gt=0, lt=1)
+    tolerances: dict[str, float] = {}
     owner_roles: list[str] = ["AE"]
     default_capacity_accounts: int | None = None
     random_seed: int = 7
+    max_moved_account_share: float = Field(0.05, ge=0, le=1)
+    max_moved_potential_share: float = Field(0.05, ge=0, le=1)
+    late_stages: list[str] = ["proposal", "negotiation", "commit", "contract"]
+    locks: dict[str, str] = {}
+    ramp_curve: list[float] = []
+    plan_date: date | None = None
+    scenarios: list[TerritoryScenario] = []
+
+    @field_validator("tolerances")
+    @classmethod
+    def _known_criteria(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(BALANCE_CRITERIA))
+        if unknown:
+            raise ValueError(f"tolerances name unknown criteria {unknown}; known: {list(BALANCE_CRITERIA)}")
+        if any(not 0 < v < 1 for v in value.values()):
+            raise ValueError("every tolerance must be between 0 and 1")
+        return value
+
+    @field_validator("ramp_curve")
+    @classmethod
+    def _shares(cls, value: list[float]) -> list[float]:
+        if any(not 0 < v <= 1 for v in value):
+            raise ValueError("ramp_curve holds shares of full capacity per month, each in (0, 1]")
+        return value
+
+    def tolerance_of(self, criterion: str) -> float:
+        return self.tolerances.get(criterion, self.tolerance)
 
 
 class MonitorPolicy(_Strict):
@@ -55,12 +108,41 @@ class MonitorPolicy(_Strict):
     default_a_tier_capacity: int = 50
 
 
+class RoutingPolicy(_Strict):
+    # After the plan's own rule (nearest centre for geo plans, industry for vertical ones), in this order.
+    fallbacks: list[Literal["nearest", "industry", "least_loaded"]] = ["industry", "nearest", "least_loaded"]
+    # Territory centres closer than this to a lead's nearest one count as a tie; the lower id wins.
+    tie_km: float = Field(1.0, ge=0)
+    # For a tier the tier_policy seed does not list.
+    default_owner_role: str = "AE"
+    default_sla_hours: float = Field(24, gt=0)
+
+    @field_validator("fallbacks")
+    @classmethod
+    def _ends_with_an_owner(cls, value: list[str]) -> list[str]:
+        if not value or value[-1] != "least_loaded":
+            raise ValueError("routing.fallbacks must end with least_loaded, so every lead gets exactly one owner")
+        return value
+
+
+class OperationsPolicy(_Strict):
+    # A scoring model older than these many days is stale: watch (WARN check), then alert (ERROR check).
+    model_stale_watch_days: float = Field(35, gt=0)
+    model_stale_alert_days: float = Field(100, gt=0)
+    # SLA compliance below this share is an alert in monitor_sla.
+    sla_compliance_alert: float = Field(0.8, ge=0, le=1)
+    # A rebalance proposal never moves more accounts than this; the rest is left to a full replan.
+    rebalance_max_moves: int = Field(500, gt=0)
+
+
 class Policy(_Strict):
     scoring: ScoringPolicy = ScoringPolicy()
     tiers: TierPolicy = TierPolicy()
     workload_weights: dict[str, float] = {"A": 3.0, "B": 2.0, "C": 1.0}
     territories: TerritoryPolicy = TerritoryPolicy()
     monitors: MonitorPolicy = MonitorPolicy()
+    routing: RoutingPolicy = RoutingPolicy()
+    operations: OperationsPolicy = OperationsPolicy()
 
 
 def load_policy(path: str | Path | None = None) -> Policy:

@@ -1,14 +1,16 @@
 """Account scoring: layer models, their learned and calibrated combination, tiers, potential and reasons.
 
-Each layer (fit, engagement, persona) is a regularised logistic regression trained on the train split of
-closed opportunities. A second logistic regression, fitted on the calibration split, combines the layer
-logits; Platt scaling on out-of-fold combiner scores makes the result a calibrated probability. The test
-split is only ever used for evaluation.
+Each layer (fit, engagement, persona) is its own model trained on the train split of closed opportunities:
+a regularised logistic regression, or gradient boosting when cross-validated log loss says it is clearly
+better. A second logistic regression, fitted on the calibration split, combines the layer logits; sigmoid
+(Platt) or isotonic calibration on out-of-fold combiner scores, chosen by cross-validated Brier score, makes
+the result a probability. The test split is only ever used for evaluation. A feature that separates won from
+lost almost perfectly on its own is treated as leaked from the outcome and excluded.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from itertools import pairwise
 
@@ -18,9 +20,12 @@ import polars as pl
 from scipy.optimize import minimize
 from scipy.special import expit
 from scipy.stats import rankdata
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import log_loss, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
+from threadpoolctl import threadpool_limits
 
 from ml.policy import Policy, ScoringPolicy, TierPolicy
 
@@ -39,8 +44,13 @@ MIN_CLOSED_TO_FIT = 30
 MIN_DATED_SHARE = 0.8
 # An attribute is a number when nearly all its values parse; the few that do not are typos, so missing.
 MIN_NUMERIC_SHARE = 0.95
-# With little data only the strongest few inputs per layer are kept, so the model cannot chase noise.
-LOW_CONFIDENCE_MAX_SOURCES = 3
+# A non-negative number this skewed on training rows (counts, revenue) enters the model as log(1 + x).
+LOG_SCALE_MIN_SKEW = 2.0
+# Gradient boosting settings: shallow trees and a slow rate, because layers train on a few thousand rows.
+BOOSTING_PARAMS = {"learning_rate": 0.1, "max_iter": 100, "max_leaf_nodes": 8, "min_samples_leaf": 40,
+                   "l2_regularization": 1.0}
+# Occlusion explanations of boosted layers run over accounts in chunks so memory stays bounded.
+EXPLAIN_CHUNK = 100_000
 # Folds for the out-of-fold combiner scores the final Platt scaling is fitted on.
 CALIBRATION_FOLDS = 5
 TOP_FACTORS_PER_SIDE = 3
@@ -71,6 +81,10 @@ class ScoringResult:
     weights: pd.DataFrame
     tier_lift: pd.DataFrame
     summary: dict
+    # The fitted model in a form that scores rows it never saw (see score_new_rows).
+    model: ChampionModel | None = None
+    # The held-out test rows (account_id, won 0/1), so a challenger and the champion meet on the same data.
+    held_out: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +113,8 @@ class _Encoding:
     # Categories: raw code + 1 (0 = missing) -> grouped level, and the grouped level names.
     group_of: np.ndarray | None = None
     group_names: np.ndarray | None = None
+    # Numbers: the model sees log(1 + x), the explanation still shows x.
+    log_scale: bool = False
 
     def grouped(self, pos: np.ndarray) -> np.ndarray:
         return self.group_of[self.source.values[pos] + 1]
@@ -108,7 +124,10 @@ class _Encoding:
         if self.group_of is None:
             x = self.source.values[pos]
             missing = np.isnan(x)
-            full = np.column_stack([np.where(missing, self.fill, x), missing])
+            filled = np.where(missing, self.fill, x)
+            if self.log_scale:
+                filled = np.log1p(np.maximum(filled, 0.0))
+            full = np.column_stack([filled, missing])
         else:
             full = self.grouped(pos)[:, None] == np.arange(len(self.group_names))
         return full[:, self.keep].astype(float)
@@ -131,22 +150,65 @@ class _Encoding:
 
 @dataclass(frozen=True)
 class _LayerFit:
+    """A layer's model: logistic coefficients per encoding, or a boosted model over the same design columns.
+
+    For a boosted layer `coefs` hold each column's mean absolute occlusion effect on the training rows
+    (a weight to read, not to multiply) and `intercept` is unused.
+    """
+
     encodings: tuple[_Encoding, ...]
     coefs: tuple[np.ndarray, ...]
     intercept: float
+    booster: HistGradientBoostingClassifier | None = None
+
+    def contributions(self, encodings: tuple[_Encoding, ...], rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-source contributions (rows x sources) and the layer logit, for the given account positions.
+
+        Logistic: coefficient times standardised value, which sums to the logit. Boosted: how much the
+        logit drops when the source is set to its training mean (occlusion), from the same model.
+        """
+        if self.booster is None:
+            contrib = np.column_stack([e.design(rows) @ c for e, c in zip(encodings, self.coefs)])
+            return contrib, self.intercept + contrib.sum(axis=1)
+        design = np.hstack([e.design(rows) for e in encodings])
+        logit = self.booster.decision_function(design)
+        contrib = np.empty((len(rows), len(encodings)))
+        start = 0
+        for k, encoding in enumerate(encodings):
+            width = len(encoding.columns)
+            saved = design[:, start:start + width].copy()
+            # Standardised columns have training mean 0.
+            design[:, start:start + width] = 0.0
+            contrib[:, k] = logit - self.booster.decision_function(design)
+            design[:, start:start + width] = saved
+            start += width
+        return contrib, logit
 
 
 @dataclass(frozen=True)
 class _Combiner:
-    """Learned weights on the layer logits, then Platt slope and offset on the combined logit."""
+    """Learned weights on the layer logits, then a calibration map of the combined logit.
+
+    The map is Platt's slope and offset, or an isotonic step function when that calibrated clearly better;
+    `slope` also scales the explanations, so for isotonic it is the Platt slope fitted on the same rows.
+    """
 
     weights: np.ndarray
     intercept: float
     slope: float
     offset: float
+    isotonic: IsotonicRegression | None = None
+
+    def raw(self, layer_logits: np.ndarray) -> np.ndarray:
+        return layer_logits @ self.weights + self.intercept
 
     def logit(self, layer_logits: np.ndarray) -> np.ndarray:
-        return self.slope * (layer_logits @ self.weights + self.intercept) + self.offset
+        return self.slope * self.raw(layer_logits) + self.offset
+
+    def probability(self, layer_logits: np.ndarray) -> np.ndarray:
+        if self.isotonic is None:
+            return expit(self.logit(layer_logits))
+        return self.isotonic.predict(self.raw(layer_logits))
 
 
 @dataclass(frozen=True)
@@ -169,6 +231,11 @@ class _Run:
     policy: Policy
     model_version: str
     scored_at: datetime
+    # A-tier accounts the owner reps can work; None when unknown (the policy share alone sets the cut).
+    a_capacity: float | None = None
+    # Extra summary entries and metric rows (layer, split, metric, value) that paths add as they decide.
+    notes: dict = field(default_factory=dict)
+    extra_metrics: list = field(default_factory=list)
 
     @property
     def pos(self) -> np.ndarray:
@@ -239,14 +306,18 @@ def score_accounts(
     policy: Policy,
     model_version: str,
     scored_at: datetime,
+    champion: ChampionModel | None = None,
+    a_capacity: float | None = None,
 ) -> ScoringResult:
     """Score every account in `features` against the closed (won/lost) opportunities in `outcomes`.
 
     `features` is account_features (account_id, identity columns, fit_* / eng_* / persona_* features);
     technologies, attributes and signals are its long tables and may have no rows. Every account gets a
     row in account_scores, in the order of `features`. The `low_confidence` metric is one row (layer
-    combined, split train) with value 1.0 or 0.0. Raises ValueError when account_id is missing or
-    duplicated, a feature column holds dates, or a signal has an unknown layer.
+    combined, split train) with value 1.0 or 0.0. Below the policy's minimum outcomes no model is trained:
+    `champion` (the promoted model, when there is one) or else the policy's prior weights score the
+    accounts. `a_capacity` caps the A tier at what the owner reps can work. Raises ValueError when
+    account_id is missing or duplicated, a feature column holds dates, or a signal has an unknown layer.
     """
     scoring = policy.scoring
     index = _account_index(features)
@@ -254,8 +325,12 @@ def score_accounts(
     facts = _facts(closed, unmatched)
     run = _Run(
         features, closed, _expected_deal_value(features, outcomes, index, scoring.deal_value_cap_quantile),
-        _low_confidence_reasons(facts, scoring), facts, policy, model_version, scored_at,
+        _low_confidence_reasons(facts, scoring), facts, policy, model_version, scored_at, a_capacity,
     )
+    if run.reasons and len(closed):
+        if champion is not None and champion.fits:
+            return _champion_result(run, champion, technologies, attributes, signals)
+        return _prior_result(run, _feature_sources(features))
     split = _split(closed, scoring)
     if split.labels is None:
         return _base_rate_result(run, split, {})
@@ -267,26 +342,64 @@ def score_accounts(
         + _attribute_sources(attributes, index)
         + _signal_sources(signals, index)
     )
-    c = scoring.low_confidence_regularization_c if run.reasons else scoring.regularization_c
-    max_sources = LOW_CONFIDENCE_MAX_SOURCES if run.reasons else None
-    fits, switched_off = _fit_layers(sources, train_pos, y_train, scoring, c, max_sources)
+    fits, switched_off, comparisons, leaked = _fit_layers(sources, train_pos, y_train, scoring)
+    run.notes["excluded_as_leaking"] = leaked
+    run.extra_metrics.extend(
+        (layer, "train", metric, value) for layer, values in comparisons.items() for metric, value in values.items()
+    )
     if not fits:
         return _base_rate_result(run, _Split("none", "no layer has a usable feature", None), switched_off)
-    return _model_result(run, split, fits, switched_off, c)
+    return _model_result(run, split, fits, switched_off)
 
 
-def _model_result(
-    run: _Run, split: _Split, fits: dict[str, _LayerFit], switched_off: dict[str, str], c: float
+def score_with_model(
+    features: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    technologies: pd.DataFrame,
+    attributes: pd.DataFrame,
+    signals: pd.DataFrame,
+    policy: Policy,
+    model: ChampionModel,
+    scored_at: datetime,
+    why: str,
+    a_capacity: float | None = None,
 ) -> ScoringResult:
+    """Score every account with an already trained model (the champion), evaluated on every closed outcome.
+
+    Tables and summary have the shape score_accounts gives; `why` says in the summary why no model was
+    trained, and the model_version is the kept model's.
+    """
+    index = _account_index(features)
+    closed, unmatched = _closed_outcomes(outcomes, index)
+    facts = _facts(closed, unmatched)
+    run = _Run(
+        features, closed, _expected_deal_value(features, outcomes, index, policy.scoring.deal_value_cap_quantile),
+        _low_confidence_reasons(facts, policy.scoring), facts, policy, model.model_version, scored_at, a_capacity,
+    )
+    result = _champion_result(run, model, technologies, attributes, signals)
+    result.summary["kept_model"] = f"champion {model.model_version} ({why})"
+    return result
+
+
+def _model_result(run: _Run, split: _Split, fits: dict[str, _LayerFit], switched_off: dict[str, str]) -> ScoringResult:
     """Calibrate and combine the fitted layers, score every account, evaluate on every split."""
     pos, y, labels = run.pos, run.y, split.labels
     cal = labels == CALIBRATION
     contrib, blocks, logits = _layer_logits(fits, len(run.features))
     layer_probability = _calibrate_layers(logits, pos[cal], y[cal])
-    combiner = _fit_combiner(logits[pos[cal]], y[cal], c, run.policy.scoring.random_seed)
-    probability = expit(combiner.logit(logits))
-    factors = _explain(contrib, blocks, fits, combiner)
+    combiner = _fit_combiner(logits[pos[cal]], y[cal], run)
+    probability = combiner.probability(logits)
     per_layer = dict(zip(fits, layer_probability.T))
+    run.notes["back_test_cutoff"] = _cutoff(run, labels)
+    return _result(run, split, labels, fits, switched_off, combiner, probability, per_layer,
+                   _explain(contrib, blocks, fits, combiner))
+
+
+def _result(
+    run: _Run, split: _Split, labels: np.ndarray, fits: dict[str, _LayerFit], switched_off: dict[str, str],
+    combiner: _Combiner | None, probability: np.ndarray, per_layer: dict[str, np.ndarray], factors: pl.Series,
+) -> ScoringResult:
+    """The four tables, the summary and the reusable model from one path's probabilities."""
     scores = _score_frame(run, {layer: 100.0 * p for layer, p in per_layer.items()}, probability, factors)
     metrics = _metric_frame(run, per_layer | {"combined": probability}, labels)
     test = labels == TEST
@@ -294,9 +407,70 @@ def _model_result(
         account_scores=scores,
         metrics=metrics,
         weights=_weight_frame(run, fits, combiner),
-        tier_lift=_tier_lift(run, scores["tier"].to_numpy()[pos[test]], y[test]),
+        tier_lift=_tier_lift(run, scores["tier"].to_numpy()[run.pos[test]], run.y[test]),
         summary=_summary(run, split, labels, switched_off, fits, combiner, metrics),
+        model=_champion(run, fits, combiner, probability),
+        held_out=pd.DataFrame({"account_id": run.features["account_id"].to_numpy()[run.pos[test]], "won": run.y[test]}),
     )
+
+
+def _cutoff(run: _Run, labels: np.ndarray) -> str | None:
+    """The back-test cut-off: the last close date the models learned from (time split only)."""
+    dates = run.closed["date"][labels == TRAIN]
+    return None if dates.isna().all() else str(dates.max().date())
+
+
+def _champion_result(
+    run: _Run, champion: ChampionModel, technologies: pd.DataFrame, attributes: pd.DataFrame, signals: pd.DataFrame
+) -> ScoringResult:
+    """Too few outcomes to train: the promoted champion scores today's features, evaluated on every closed row."""
+    # The scores are the champion's, so they carry its version.
+    run = replace(run, model_version=champion.model_version)
+    index = pd.Index(run.features["account_id"])
+    signal_values = {source.name: source.values for source in _signal_sources(signals, index)}
+
+    def today(encoding: _Encoding) -> _Encoding:
+        if encoding.source.name in signal_values:
+            return replace(encoding, source=replace(encoding.source, values=signal_values[encoding.source.name]))
+        return _encoding_for_new_rows(encoding, run.features, technologies, attributes, index, champion)
+
+    fits = {layer: replace(fit, encodings=tuple(today(e) for e in fit.encodings)) for layer, fit in champion.fits.items()}
+    run.notes["kept_model"] = f"champion {champion.model_version} (no model trained: too few outcomes)"
+    return _fixed_model_result(run, fits, champion.combiner, "champion")
+
+
+def _prior_result(run: _Run, sources: list[_Source]) -> ScoringResult:
+    """Too few outcomes and no champion: the policy's prior weights per standard deviation of each feature."""
+    priors = run.policy.scoring.prior_weights
+    everyone = np.arange(len(run.features))
+    fits: dict[str, _LayerFit] = {}
+    for layer in LAYERS:
+        own = [s for s in sources if s.layer == layer and s.name in priors and s.levels is None]
+        encodings = [e for e in (_encode(s, everyone, run.policy.scoring) for s in own) if e is not None]
+        if encodings:
+            coefs = tuple(np.where(np.array(e.columns) == e.source.name, priors[e.source.name], 0.0) for e in encodings)
+            fits[layer] = _LayerFit(tuple(encodings), coefs, 0.0)
+    base_logit = float(np.log(run.y.mean() / (1 - run.y.mean()))) if 0 < run.y.mean() < 1 else 0.0
+    combiner = _Combiner(np.ones(len(fits)), base_logit, 1.0, 0.0)
+    run.notes["kept_model"] = (
+        f"policy prior weights on {sum(len(f.encodings) for f in fits.values())} features (no model trained: "
+        "too few outcomes, and no champion to keep)"
+    )
+    return _fixed_model_result(run, fits, combiner, "prior weights")
+
+
+def _fixed_model_result(run: _Run, fits: dict[str, _LayerFit], combiner: _Combiner, method: str) -> ScoringResult:
+    """Scores from a model this run did not train; every closed outcome is evaluation data for it."""
+    if not fits:
+        return _base_rate_result(run, _Split("none", f"{method}: no usable feature", None), {})
+    contrib, blocks, logits = _layer_logits(fits, len(run.features))
+    probability = combiner.probability(logits)
+    per_layer = {layer: expit(logits[:, j]) for j, layer in enumerate(fits)}
+    labels = np.full(len(run.y), TEST, dtype=np.int8)
+    split = _Split(method, "no model trained this run: every closed outcome is held out", labels)
+    off = {layer: f"not in the {method}" for layer in LAYERS if layer not in fits}
+    return _result(run, split, labels, fits, off, combiner, probability, per_layer,
+                   _explain(contrib, blocks, fits, combiner))
 
 
 def _base_rate_result(run: _Run, split: _Split, switched_off: dict[str, str]) -> ScoringResult:
@@ -316,6 +490,7 @@ def _base_rate_result(run: _Run, split: _Split, switched_off: dict[str, str]) ->
         weights=_weight_frame(run, {}, None),
         tier_lift=_tier_lift(run, scores["tier"].to_numpy()[run.pos], run.y),
         summary=_summary(run, split, labels, off, {}, None, metrics),
+        model=_champion(run, {}, None, probability),
     )
 
 
@@ -579,7 +754,10 @@ def _encode(source: _Source, train_pos: np.ndarray, scoring: ScoringPolicy) -> _
         if np.isnan(x).all():
             return None
         columns = (source.name, f"{source.name}:missing")
-        draft = _Encoding(source, columns, np.ones(2, bool), np.zeros(2), np.ones(2), float(np.nanmedian(x)))
+        seen = x[~np.isnan(x)]
+        skewed = seen.min() >= 0 and seen.std() > 0 and _skew(seen) > LOG_SCALE_MIN_SKEW
+        draft = _Encoding(source, columns, np.ones(2, bool), np.zeros(2), np.ones(2), float(np.median(seen)),
+                          log_scale=bool(skewed))
     else:
         group_of, names = _group_levels(source, train_pos, scoring)
         columns = tuple(f"{source.name}={name}" for name in names)
@@ -618,44 +796,91 @@ def _group_levels(
 # ---------------------------------------------------------------- models
 
 
+def _skew(x: np.ndarray) -> float:
+    centred = x - x.mean()
+    return float(np.mean(centred**3) / np.mean(centred**2) ** 1.5)
+
+
 def _fit_layers(
-    sources: list[_Source],
-    train_pos: np.ndarray,
-    y_train: np.ndarray,
-    scoring: ScoringPolicy,
-    c: float,
-    max_sources: int | None,
-) -> tuple[dict[str, _LayerFit], dict[str, str]]:
-    fits, switched_off = {}, {}
+    sources: list[_Source], train_pos: np.ndarray, y_train: np.ndarray, scoring: ScoringPolicy
+) -> tuple[dict[str, _LayerFit], dict[str, str], dict[str, dict[str, float]], list[str]]:
+    """Each layer's chosen model, why layers are off, the model comparison per layer and leaked features."""
+    fits, switched_off, comparisons, leaked = {}, {}, {}, []
     for layer in LAYERS:
         own = [source for source in sources if source.layer == layer]
         encodings = [e for e in (_encode(s, train_pos, scoring) for s in own) if e is not None]
+        clean = [e for e in encodings if _single_source_auc(e, train_pos, y_train) < scoring.max_single_feature_auc]
+        leaked += [e.source.name for e in encodings if e not in clean]
         if not own:
             switched_off[layer] = f"no {LAYER_PREFIXES[layer]}* columns or {layer} signals"
-        elif not encodings:
-            switched_off[layer] = f"all {len(own)} features are constant or empty on the training rows"
+        elif not clean:
+            switched_off[layer] = f"all {len(own)} features are constant, empty or leak the outcome on the training rows"
         else:
-            fits[layer] = _fit_layer(encodings, train_pos, y_train, c, max_sources)
-    return fits, switched_off
+            fits[layer], comparisons[layer] = _fit_layer(clean, train_pos, y_train, scoring)
+    return fits, switched_off, comparisons, leaked
+
+
+def _single_source_auc(encoding: _Encoding, train_pos: np.ndarray, y: np.ndarray) -> float:
+    """How well this one source alone separates won from lost on training rows (0.5 = not at all, 1 = fully).
+
+    Each design column's AUC in its better direction; a value CRMs fill in after the outcome (a "closed"
+    tag, a quality rating) scores near 1, which no honest pre-sale signal does.
+    """
+    design = encoding.design(train_pos)
+    if y.min() == y.max():
+        return 0.5
+    auc = np.array([roc_auc_score(y, column) for column in design.T])
+    return float(np.max(np.maximum(auc, 1 - auc)))
 
 
 def _fit_layer(
-    encodings: list[_Encoding], train_pos: np.ndarray, y: np.ndarray, c: float, max_sources: int | None
-) -> _LayerFit:
+    encodings: list[_Encoding], train_pos: np.ndarray, y: np.ndarray, scoring: ScoringPolicy
+) -> tuple[_LayerFit, dict[str, float]]:
+    """Logistic regression (C chosen by cross-validated log loss) unless boosting is clearly better."""
     blocks = [e.design(train_pos) for e in encodings]
-    if max_sources is not None and len(encodings) > max_sources:
-        chosen = _most_informative(blocks, y, max_sources)
-        encodings, blocks = [encodings[i] for i in chosen], [blocks[i] for i in chosen]
-    model = LogisticRegression(C=c, max_iter=LBFGS_MAX_ITER).fit(np.hstack(blocks), y)
-    coefs = np.split(model.coef_[0], np.cumsum([b.shape[1] for b in blocks])[:-1])
-    return _LayerFit(tuple(encodings), tuple(coefs), float(model.intercept_[0]))
+    x = np.hstack(blocks)
+    folds = _folds(y, scoring)
+    logistic_loss = {c: _cv_log_loss(lambda c=c: _logistic(c), x, y, folds) for c in scoring.regularization_grid}
+    best_c = min(logistic_loss, key=logistic_loss.get)
+    boosting_loss = _cv_log_loss(lambda: _boosting(scoring.random_seed), x, y, folds)
+    boosted = boosting_loss < logistic_loss[best_c] * (1 - scoring.model_choice_min_gain)
+    comparison = {
+        "cv_log_loss_logistic": logistic_loss[best_c], "cv_log_loss_boosting": boosting_loss,
+        "regularization_c": best_c, "boosting_chosen": float(boosted), "cv_folds": float(len(folds)),
+    }
+    if not boosted:
+        model = _logistic(best_c).fit(x, y)
+        coefs = np.split(model.coef_[0], np.cumsum([b.shape[1] for b in blocks])[:-1])
+        return _LayerFit(tuple(encodings), tuple(coefs), float(model.intercept_[0])), comparison
+    with threadpool_limits(1, user_api="openmp"):
+        booster = _boosting(scoring.random_seed).fit(x, y)
+    draft = _LayerFit(tuple(encodings), (), 0.0, booster)
+    effect = np.abs(draft.contributions(draft.encodings, train_pos)[0]).mean(axis=0)
+    coefs = tuple(np.full(len(e.columns), value) for e, value in zip(encodings, effect))
+    return replace(draft, coefs=coefs), comparison
 
 
-def _most_informative(blocks: list[np.ndarray], y: np.ndarray, k: int) -> list[int]:
-    """Sources whose best column correlates most with the outcome (columns are already standardised)."""
-    centred = y - y.mean()
-    strength = [np.abs(block.T @ centred).max() for block in blocks]
-    return sorted(np.argsort(strength, kind="stable")[::-1][:k].tolist())
+def _logistic(c: float) -> LogisticRegression:
+    return LogisticRegression(C=c, max_iter=LBFGS_MAX_ITER)
+
+
+def _boosting(seed: int) -> HistGradientBoostingClassifier:
+    return HistGradientBoostingClassifier(**BOOSTING_PARAMS, early_stopping=False, random_state=seed)
+
+
+def _folds(y: np.ndarray, scoring: ScoringPolicy) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified folds over training rows; fewer when a class has fewer rows than the policy's folds."""
+    k = max(2, min(scoring.cv_folds, int(min(y.sum(), len(y) - y.sum()))))
+    return list(StratifiedKFold(k, shuffle=True, random_state=scoring.random_seed).split(np.zeros(len(y)), y))
+
+
+def _cv_log_loss(make_model, x: np.ndarray, y: np.ndarray, folds: list) -> float:
+    held = np.empty(len(y))
+    # One thread: boosting's OpenMP workers spin against each other on a busy small machine.
+    with threadpool_limits(1, user_api="openmp"):
+        for fit_rows, held_rows in folds:
+            held[held_rows] = make_model().fit(x[fit_rows], y[fit_rows]).predict_proba(x[held_rows])[:, 1]
+    return float(log_loss(y, np.clip(held, PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)))
 
 
 def _layer_logits(fits: dict[str, _LayerFit], n: int) -> tuple[np.ndarray, list[slice], np.ndarray]:
@@ -667,9 +892,14 @@ def _layer_logits(fits: dict[str, _LayerFit], n: int) -> tuple[np.ndarray, list[
     blocks = [slice(int(a), int(b)) for a, b in pairwise(starts)]
     logits = np.empty((n, len(fits)))
     for j, (fit, block) in enumerate(zip(fits.values(), blocks)):
-        for k, (encoding, coef) in enumerate(zip(fit.encodings, fit.coefs)):
-            contrib[:, block.start + k] = encoding.contribution(coef)
-        logits[:, j] = fit.intercept + contrib[:, block].sum(axis=1, dtype=float)
+        if fit.booster is None:
+            for k, (encoding, coef) in enumerate(zip(fit.encodings, fit.coefs)):
+                contrib[:, block.start + k] = encoding.contribution(coef)
+            logits[:, j] = fit.intercept + contrib[:, block].sum(axis=1, dtype=float)
+            continue
+        for start in range(0, n, EXPLAIN_CHUNK):
+            rows = np.arange(start, min(n, start + EXPLAIN_CHUNK))
+            contrib[rows, block], logits[rows, j] = fit.contributions(fit.encodings, rows)
     return contrib, blocks, logits
 
 
@@ -701,22 +931,49 @@ def _fit_platt(score: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(result.x[0]), float(result.x[1])
 
 
-def _fit_combiner(layer_logits: np.ndarray, y: np.ndarray, c: float, seed: int) -> _Combiner:
-    """Logistic weights on the layer logits, Platt-scaled on out-of-fold combiner scores."""
-    model = LogisticRegression(C=c, max_iter=LBFGS_MAX_ITER).fit(layer_logits, y)
-    slope, offset = _fit_platt(_out_of_fold_logits(layer_logits, y, c, seed), y)
-    return _Combiner(model.coef_[0].copy(), float(model.intercept_[0]), slope, offset)
+def _fit_combiner(layer_logits: np.ndarray, y: np.ndarray, run: _Run) -> _Combiner:
+    """Logistic weights on the layer logits, calibrated on out-of-fold combiner scores.
+
+    Sigmoid (Platt) unless isotonic has a clearly lower cross-validated Brier score on those scores: the
+    step function needs more rows to be smooth, so it must earn its place.
+    """
+    scoring = run.policy.scoring
+    c, seed = scoring.regularization_c, scoring.random_seed
+    model = _logistic(c).fit(layer_logits, y)
+    held = _out_of_fold_logits(layer_logits, y, c, seed)
+    slope, offset = _fit_platt(held, y)
+    brier = {"sigmoid": float("nan"), "isotonic": float("nan")}
+    folds = min(CALIBRATION_FOLDS, int(min(y.sum(), len(y) - y.sum())))
+    if folds >= 2:
+        p_sigmoid, p_isotonic = np.empty(len(y)), np.empty(len(y))
+        for fit_rows, held_rows in StratifiedKFold(folds, shuffle=True, random_state=seed).split(held, y):
+            a, b = _fit_platt(held[fit_rows], y[fit_rows])
+            p_sigmoid[held_rows] = expit(a * held[held_rows] + b)
+            p_isotonic[held_rows] = _isotonic(held[fit_rows], y[fit_rows]).predict(held[held_rows])
+        brier = {"sigmoid": float(np.mean((p_sigmoid - y) ** 2)), "isotonic": float(np.mean((p_isotonic - y) ** 2))}
+    isotonic = brier["isotonic"] < brier["sigmoid"] * (1 - scoring.calibration_choice_min_gain)
+    run.notes["calibration"] = "isotonic" if isotonic else "sigmoid"
+    run.extra_metrics.extend([
+        ("combined", "calibration", "cv_brier_sigmoid", brier["sigmoid"]),
+        ("combined", "calibration", "cv_brier_isotonic", brier["isotonic"]),
+        ("combined", "calibration", "isotonic_chosen", float(isotonic)),
+    ])
+    return _Combiner(model.coef_[0].copy(), float(model.intercept_[0]), slope, offset,
+                     _isotonic(held, y) if isotonic else None)
+
+
+def _isotonic(score: np.ndarray, y: np.ndarray) -> IsotonicRegression:
+    return IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(score, y)
 
 
 def _out_of_fold_logits(x: np.ndarray, y: np.ndarray, c: float, seed: int) -> np.ndarray:
     """Combiner logits for each calibration row from a model that did not see that row."""
     folds = min(CALIBRATION_FOLDS, int(min(y.sum(), len(y) - y.sum())))
     if folds < 2:
-        return LogisticRegression(C=c, max_iter=LBFGS_MAX_ITER).fit(x, y).decision_function(x)
+        return _logistic(c).fit(x, y).decision_function(x)
     logits = np.empty(len(y))
     for fit_rows, held_rows in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, y):
-        model = LogisticRegression(C=c, max_iter=LBFGS_MAX_ITER).fit(x[fit_rows], y[fit_rows])
-        logits[held_rows] = model.decision_function(x[held_rows])
+        logits[held_rows] = _logistic(c).fit(x[fit_rows], y[fit_rows]).decision_function(x[held_rows])
     return logits
 
 
@@ -871,12 +1128,13 @@ def _score_frame(
 ) -> pd.DataFrame:
     n = len(run.features)
     priority = percentile_rank(probability)
+    tiers = _capacity_tiers(run, probability, priority)
     frame = pd.DataFrame({
         "account_id": run.features["account_id"].to_numpy(),
         **{f"{layer}_score": layer_scores.get(layer, np.full(n, np.nan)) for layer in LAYERS},
         "conversion_probability": probability,
         "priority_score": priority,
-        "tier": pd.array(assign_tiers(priority, run.policy.tiers), dtype="str"),
+        "tier": pd.array(tiers, dtype="str"),
         "top_factors": pd.array(factors.to_arrow(), dtype="str"),
         "expected_deal_value": run.deal_value,
         "potential": probability * run.deal_value,
@@ -885,6 +1143,42 @@ def _score_frame(
         "scored_at": pd.Timestamp(run.scored_at),
     })
     return frame[list(SCORE_COLUMNS)]
+
+
+def _capacity_tiers(run: _Run, probability: np.ndarray, priority: np.ndarray) -> np.ndarray:
+    """Policy tiers, with A kept to accounts above the probability floor and to what the owner reps can work.
+
+    The reasons (which limit bound the A tier and where the cut fell) go to the metrics and the summary.
+    """
+    policy = run.policy.tiers
+    tiers = assign_tiers(priority, policy)
+    by_share = tiers == "A"
+    above_floor = by_share & (probability >= policy.a_min_probability)
+    a_rows = np.flatnonzero(above_floor)
+    limits = {"policy share": int(by_share.sum()), "probability floor": len(a_rows)}
+    if run.a_capacity is not None:
+        limits["AE capacity"] = int(run.a_capacity)
+    count = min(limits.values())
+    # The strongest accounts keep A; position breaks ties so the count is exact.
+    keep = a_rows[np.lexsort((a_rows, -probability[a_rows]))[:count]]
+    tiers[by_share] = "B"
+    tiers[keep] = "A"
+    bound = min(limits, key=lambda k: (limits[k], list(limits).index(k)))
+    cutoff = float(probability[keep].min()) if count else float("nan")
+    run.notes["a_tier_cutoff"] = (
+        f"A = {count} accounts with conversion probability >= {cutoff:.3f}; bound by the {bound} "
+        f"(policy share {limits['policy share']}, above the {policy.a_min_probability:.2f} floor "
+        f"{limits['probability floor']}, AE capacity {limits.get('AE capacity', 'unknown')})"
+    )
+    run.extra_metrics.extend([
+        ("tiers", "all", "a_count", float(count)),
+        ("tiers", "all", "a_cutoff_probability", cutoff),
+        ("tiers", "all", "a_min_probability", policy.a_min_probability),
+        ("tiers", "all", "a_policy_share_count", float(limits["policy share"])),
+        ("tiers", "all", "a_above_floor_count", float(limits["probability floor"])),
+        ("tiers", "all", "a_capacity", float(run.a_capacity) if run.a_capacity is not None else float("nan")),
+    ])
+    return tiers
 
 
 def _metric_frame(run: _Run, probabilities: dict[str, np.ndarray], labels: np.ndarray) -> pd.DataFrame:
@@ -897,6 +1191,9 @@ def _metric_frame(run: _Run, probabilities: dict[str, np.ndarray], labels: np.nd
         for metric, value in binary_metrics(y[labels == code], probability[pos[labels == code]], bins).items()
     ]
     records.append((run.model_version, "combined", "train", "low_confidence", float(bool(run.reasons))))
+    # ECE depends on its bin count, so the count travels with it.
+    records.append((run.model_version, "combined", "test", "ece_bins", float(bins)))
+    records += [(run.model_version, *row) for row in run.extra_metrics]
     return pd.DataFrame(records, columns=list(METRIC_COLUMNS))
 
 
@@ -925,6 +1222,16 @@ def _tier_lift(run: _Run, tiers: np.ndarray, y: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(records, columns=list(TIER_LIFT_COLUMNS))
 
 
+def _data_window(dates: pd.Series) -> dict:
+    """First and last close date of the outcomes a model learned from (None when undated)."""
+    dated = dates.dropna()
+    return {
+        "from": str(dated.min().date()) if len(dated) else None,
+        "to": str(dated.max().date()) if len(dated) else None,
+        "closed_outcomes": len(dates),
+    }
+
+
 def _summary(
     run: _Run,
     split: _Split,
@@ -942,6 +1249,11 @@ def _summary(
         "active_layers": list(fits),
         "switched_off_layers": switched_off,
         "features_per_layer": {layer: len(fit.encodings) for layer, fit in fits.items()},
+        "features": [encoding.source.name for fit in fits.values() for encoding in fit.encodings],
+        "data_window": _data_window(run.closed["date"][labels != TEST]),
+        "layer_models": {
+            layer: "logistic regression" if fit.booster is None else "gradient boosting" for layer, fit in fits.items()
+        },
         "combiner_weights": dict(zip(fits, combiner.weights.tolist())) if combiner else {},
         "split_method": split.method,
         "split_note": split.note,
@@ -950,7 +1262,120 @@ def _summary(
         "test_auc": test_value.get("auc"),
         "test_brier": test_value.get("brier"),
         "test_ece": test_value.get("ece"),
+        "test_log_loss": test_value.get("log_loss"),
         "low_confidence": bool(run.reasons),
         "low_confidence_reasons": run.reasons,
+        "ece_bins": run.policy.scoring.ece_bins,
+        **run.notes,
         **run.facts,
     }
+
+
+# ---------------------------------------------------------------- the champion model applied to new rows
+
+
+@dataclass(frozen=True)
+class ChampionModel:
+    """A scoring run's fitted layers and combiner, without its per-account arrays, to score new rows.
+
+    ``population`` is the sorted conversion probability of every account the run scored: a new row's
+    priority score is its percentile among them, so its tier means the same as an account's tier.
+    """
+
+    model_version: str
+    fits: dict[str, _LayerFit]
+    combiner: _Combiner | None
+    base_rate: float
+    population: np.ndarray
+    tiers: TierPolicy
+
+
+def _champion(
+    run: _Run, fits: dict[str, _LayerFit], combiner: _Combiner | None, probability: np.ndarray
+) -> ChampionModel:
+    def lean(encoding: _Encoding) -> _Encoding:
+        # The training accounts' values would make the saved model as large as the warehouse.
+        return replace(encoding, source=replace(encoding.source, values=encoding.source.values[:0]))
+
+    lean_fits = {layer: replace(fit, encodings=tuple(lean(e) for e in fit.encodings)) for layer, fit in fits.items()}
+    base_rate = float(run.y.mean()) if len(run.y) else 0.5
+    return ChampionModel(run.model_version, lean_fits, combiner, base_rate, np.sort(probability), run.policy.tiers)
+
+
+def score_new_rows(
+    model: ChampionModel, features: pd.DataFrame, technologies: pd.DataFrame, attributes: pd.DataFrame
+) -> pd.DataFrame:
+    """Conversion probability, priority score and tier of rows the model was not trained on.
+
+    ``features`` has account_id and the feature columns the rows have (a missing column is a missing
+    value); ``technologies`` (account_id, technology) and ``attributes`` (account_id, attribute, value)
+    are long and may be empty. Signals are missing for new rows. Deterministic: the same rows give the
+    same scores.
+    """
+    index = pd.Index(features["account_id"])
+    if model.combiner is None:
+        probability = np.full(len(index), model.base_rate)
+    else:
+        logits = np.zeros((len(index), len(model.fits)))
+        for j, fit in enumerate(model.fits.values()):
+            new = tuple(_encoding_for_new_rows(e, features, technologies, attributes, index, model) for e in fit.encodings)
+            logits[:, j] = fit.contributions(new, np.arange(len(index)))[1]
+        probability = model.combiner.probability(logits)
+    below = np.searchsorted(model.population, probability, side="left")
+    at_or_below = np.searchsorted(model.population, probability, side="right")
+    # Mid-rank, as percentile_rank gives an account of the scored population.
+    priority = (below + at_or_below) / 2 / max(len(model.population), 1) * 100.0
+    return pd.DataFrame({
+        "account_id": index.to_numpy(),
+        "conversion_probability": probability,
+        "priority_score": priority,
+        "tier": assign_tiers(priority, model.tiers),
+        "model_version": model.model_version,
+    })
+
+
+def _encoding_for_new_rows(
+    encoding: _Encoding,
+    features: pd.DataFrame,
+    technologies: pd.DataFrame,
+    attributes: pd.DataFrame,
+    index: pd.Index,
+    model: ChampionModel,
+) -> _Encoding:
+    """The encoding with its source values taken from the new rows, levels unseen in training as 'other'."""
+    source, n = encoding.source, len(index)
+    name = source.name
+    if name.startswith("technology:"):
+        used = technologies[index.get_indexer(technologies["account_id"]) >= 0]
+        text = _text(used["technology"])
+        if name == "technology:other":
+            named = {e.source.name.removeprefix("technology:") for f in model.fits.values() for e in f.encodings}
+            text = text[~text.isin(named)]
+        else:
+            text = text[text == name.removeprefix("technology:")]
+        values = np.zeros(n)
+        values[index.get_indexer(used.loc[text.dropna().index, "account_id"])] = 1.0
+        return replace(encoding, source=replace(source, values=values))
+    if name.startswith("attribute:"):
+        rows = attributes[attributes["attribute"].astype(str) == name.removeprefix("attribute:")]
+        column = pd.Series(pd.NA, index=range(n), dtype="string")
+        pos = index.get_indexer(rows["account_id"])
+        column.iloc[pos[pos >= 0]] = _text(rows["value"]).to_numpy()[pos >= 0]
+    elif name in features.columns:
+        column = features[name].reset_index(drop=True)
+    else:
+        # Signals, and features the new rows lack, are missing.
+        column = pd.Series(np.nan, index=range(n))
+    if source.levels is None:
+        number = _finite(pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan))
+        return replace(encoding, source=replace(source, values=number))
+    text = _text(column)
+    known = pd.Index(source.levels)
+    unseen = pd.Index(text.dropna().unique()).difference(known)
+    levels = known.append(unseen)
+    codes = levels.get_indexer(text.fillna("").to_numpy())
+    codes[text.isna().to_numpy()] = -1
+    other = len(encoding.group_names) - 2
+    group_of = np.concatenate([encoding.group_of, np.full(len(unseen), other)])
+    return replace(encoding, source=replace(source, values=codes, levels=np.asarray(levels, dtype=object)),
+                   group_of=group_of)

@@ -33,19 +33,23 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 from sklearn.cluster import KMeans
 
-from ml.policy import TerritoryPolicy
+from ml.policy import BALANCE_CRITERIA, TerritoryPolicy
 
 EARTH_RADIUS_KM = 6371.0088
-CRITERIA = ("potential", "workload", "account_count")
-POTENTIAL, WORKLOAD, COUNT = range(3)
+DAYS_PER_MONTH = 30.44
+CRITERIA = BALANCE_CRITERIA
+POTENTIAL, WORKLOAD, A_COUNT, COUNT = range(4)
 TIERS = ("A", "B", "C")
 UNKNOWN_INDUSTRY = -1
 
-# The LP holds every territory within a fifth of the policy tolerance around the mean and the integer
-# repair within a quarter: the published plan stays well inside the tolerance, and the repair has room
+# The LP holds every territory within 40% of the policy tolerance around its target and the integer
+# repair within half: the published plan stays well inside the tolerance, and the repair has room
 # enough to be solved to optimality quickly.
-BAND_SHARE_OF_TOLERANCE = 0.2
-REPAIR_BAND_SHARE_OF_TOLERANCE = 0.25
+BAND_SHARE_OF_TOLERANCE = 0.4
+REPAIR_BAND_SHARE_OF_TOLERANCE = 0.5
+# Criteria that count accounts are whole numbers per territory: their bands are never narrower than
+# one account either side (a ±5% band around 15 A-tier accounts holds no whole number but 15).
+WHOLE_CRITERIA = (A_COUNT, COUNT)
 
 # A cut's LP sees this share of the node's units on each side of the cut (at least MIN_WINDOW units).
 WINDOW_SHARE = 0.1
@@ -55,6 +59,9 @@ MIN_WINDOW = 16
 CUT_SLACK_PENALTY = 100.0
 # A cut missing some criterion's share by more than this is retried over the whole node.
 CUT_SHORTFALL = 1e-4
+
+# Share of accounts with a current owner from which a plan is a re-plan that starts from the owners.
+REPLAN_OWNED_SHARE = 0.5
 
 REFINE_ROUNDS = 6
 # Candidate territories per cell besides its own, its owner's and its industry's: enough to reshape
@@ -71,8 +78,12 @@ LARGE_UNIT_SHARE = 0.5
 FLEXIBLE_PER_TERRITORY = 16
 
 # Cost weights, in typical account-to-centre distances per account: keeping an account with its current
-# owner, and putting an account without coordinates where little of its industry is.
-CONTINUITY_WEIGHT = 1.0
+# owner (high enough that a re-plan of an unchanged book hardly reshapes it), and putting an account
+# without coordinates where little of its industry is.
+CONTINUITY_WEIGHT = 3.0
+# Moving an account with an open late-stage deal costs this many typical distances: more than any
+# reshaping gains, less than leaving a balance band, so such accounts move only to restore balance.
+LATE_STAGE_WEIGHT = 50.0
 COHESION_WEIGHT = 1.0
 # Distance charged for going to a territory that has no centre yet (no unit of the item's kind).
 UNPLACED_DISTANCE = 10.0
@@ -81,7 +92,9 @@ HOME_DISTANCE_WEIGHT = 0.25
 # Price of a territory leaving its band by the mean of a criterion, as a multiple of moving every account
 # of a mean territory to its costliest candidate: leaving a band only pays when no move avoids it.
 BAND_SLACK_PENALTY = 10.0
-CAPACITY_PENALTY_FACTOR = 10.0
+CAPACITY_PENALTY_FACTOR = 1e3
+# An account over the disruption budget costs this share of an account's worth of balance deviation.
+BUDGET_SHARE_OF_BAND_PENALTY = 0.2
 # The MIP puts balance far above distance: trading slack for distance makes it much harder to prove
 # optimal, and balance is what is left to fix at that stage.
 MIP_PENALTY_FACTOR = 1e3
@@ -103,6 +116,9 @@ class TerritoryPlan:
     assignments: pd.DataFrame
     territories: pd.DataFrame
     balance: dict[str, float]
+    # Share of the accounts (and of the potential) whose owner changes.
+    moved_share: float
+    moved_potential_share: float
     baseline: dict[str, float]
     compactness: float | None
     compactness_vs_kmeans: float | None
@@ -124,6 +140,9 @@ class _Accounts:
     owner: np.ndarray
     previous: np.ndarray
     parent: np.ndarray
+    # Rep index an account is pinned to (-1 when free), and whether it has an open late-stage deal.
+    lock: np.ndarray
+    late: np.ndarray
 
 
 @dataclass
@@ -137,6 +156,8 @@ class _Units:
     industry: np.ndarray
     owner: np.ndarray
     sequence: np.ndarray
+    lock: np.ndarray
+    late: np.ndarray
 
     @property
     def size(self) -> int:
@@ -153,6 +174,8 @@ def _subset(units: _Units, mask: np.ndarray) -> _Units:
         industry=units.industry[mask],
         owner=units.owner[mask],
         sequence=units.sequence[mask],
+        lock=units.lock[mask],
+        late=units.late[mask],
     )
 
 
@@ -168,6 +191,8 @@ class _Items:
     owner: np.ndarray
     large: np.ndarray
     sequence: np.ndarray
+    # Accounts with an open late-stage opportunity in the item.
+    late: np.ndarray
 
     @property
     def size(self) -> int:
@@ -179,7 +204,8 @@ class _Problem:
     """What every solve shares: bands, capacities, cost scales and where candidates come from."""
 
     k: int
-    mean: np.ndarray
+    # Target per territory and criterion: the total shared out by the reps' ramp shares.
+    target: np.ndarray
     # Totals per territory of the units no solve moves.
     base_load: np.ndarray
     band: float
@@ -197,6 +223,8 @@ class _Problem:
     # (NaN when it has none); both move from round to round.
     centres: np.ndarray
     sequence_centres: np.ndarray
+    # Accounts and potential the movable units may still move away from their current owner.
+    budget: np.ndarray
 
 
 @dataclass
@@ -213,23 +241,63 @@ def plan_territories(
     reps: pd.DataFrame,
     policy: TerritoryPolicy,
     workload_weights: dict[str, float],
+    kmeans_baseline: bool = True,
 ) -> TerritoryPlan:
-    """Assign every account to exactly one owner rep's territory, balanced and compact."""
+    """Assign every account to exactly one owner rep's territory, balanced and compact; with
+    `kmeans_baseline`, plain k-means on the same accounts is measured for comparison."""
     warnings: list[str] = []
     owners = _owner_reps(reps, policy, warnings)
-    acc = _account_arrays(accounts, owners, workload_weights, warnings)
-    capacity = _capacities(owners, policy, len(acc.ids), warnings)
+    acc = _account_arrays(accounts, owners, workload_weights, policy, warnings)
+    ramp = _ramp_shares(owners, policy)
+    capacity = _capacities(owners, policy, len(acc.ids), ramp, warnings)
     basis = _choose_basis(policy, acc, warnings)
     units = _units(acc, basis)
     log = _SolverLog()
-    territory, neighbours = _start(units, owners, policy.tolerance, log)
+    tolerance = np.array([policy.tolerance_of(c) for c in CRITERIA])
+    territory, neighbours = _start(units, owners, float(tolerance.min()), log)
+    locked = units.lock >= 0
+    territory[locked] = units.lock[locked]
     # In a geo plan the units without coordinates keep their (balanced) runs of the industry order:
     # letting them move too ties far-apart territories together and made the LP 4-10x slower.
-    movable = units.geo if units.geo.any() else np.ones(units.size, dtype=bool)
-    if len(owners) > 1 and units.size > 0:
-        problem = _problem(units, territory, neighbours, capacity, policy.tolerance, ~movable)
+    movable = (units.geo if units.geo.any() else np.ones(units.size, dtype=bool)) & ~locked
+    if len(owners) > 1 and movable.any():
+        budget = np.array([policy.max_moved_account_share, policy.max_moved_potential_share])
+        problem = _problem(units, territory, neighbours, capacity, tolerance, ramp, budget, ~movable)
         territory[movable] = _refine(_subset(units, movable), territory[movable], problem, log)
-    return _build_plan(acc, owners, territory[units.of_account], capacity, basis, log, policy, warnings)
+    return _build_plan(
+        acc,
+        owners,
+        territory[units.of_account],
+        capacity,
+        ramp,
+        basis,
+        log,
+        policy,
+        warnings,
+        kmeans_baseline,
+    )
+
+
+def account_geometry(
+    accounts: pd.DataFrame, workload_weights: dict[str, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors (NaN rows without coordinates) and the criteria matrix (columns in CRITERIA order)
+    of an accounts frame, exactly as the planner sees them: what baselines are measured on."""
+    owners = pd.DataFrame({"rep_id": []})
+    acc = _account_arrays(accounts, owners, workload_weights, TerritoryPolicy(), [])
+    return acc.xyz, acc.criteria
+
+
+def measure_assignment(
+    xyz: np.ndarray, criteria: np.ndarray, territory: np.ndarray, k: int
+) -> dict[str, float]:
+    """Largest deviation from the mean per criterion, and compactness (km from every account with
+    coordinates to its territory's centre): the yardstick every method is measured with."""
+    centres = group_centres(xyz, np.ones(len(territory)), territory, k)
+    return {
+        **_deviations(_totals(criteria, territory, k)),
+        "compactness": _compactness(xyz, centres[territory]),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -259,7 +327,11 @@ def _column(frame: pd.DataFrame, name: str) -> pd.Series:
 
 
 def _account_arrays(
-    accounts: pd.DataFrame, owners: pd.DataFrame, workload_weights: dict[str, float], warnings: list[str]
+    accounts: pd.DataFrame,
+    owners: pd.DataFrame,
+    workload_weights: dict[str, float],
+    policy: TerritoryPolicy,
+    warnings: list[str],
 ) -> _Accounts:
     """Validate the accounts frame and turn it into aligned NumPy arrays."""
     ids = accounts["account_id"].astype(str).to_numpy()
@@ -286,27 +358,71 @@ def _account_arrays(
             f"tier(s) {unknown} have no workload weight; add them to workload_weights in the policy"
         )
     workload = tiers.map(workload_weights).to_numpy(dtype=float)
+    is_a = (tiers == "A").fillna(False).to_numpy(dtype=float)
     previous = _column(accounts, "owner_rep_id").astype("string")
+    late = (
+        _column(accounts, "has_late_stage_opportunity").astype("boolean").fillna(False).to_numpy(dtype=bool)
+    )
     return _Accounts(
         ids=ids,
         xyz=_to_xyz(lat, lon, has_geo),
         has_geo=has_geo,
         industry=pd.factorize(_column(accounts, "industry").astype("string"), sort=True)[0],
-        criteria=np.column_stack([np.nan_to_num(potential), workload, np.ones(len(ids))]),
+        criteria=np.column_stack([np.nan_to_num(potential), workload, is_a, np.ones(len(ids))]),
         tier=pd.Categorical(tiers, categories=TIERS).codes,
         owner=pd.Index(owners["rep_id"]).get_indexer(previous.fillna("")),
         previous=previous.astype(object).where(previous.notna(), None).to_numpy(),
         parent=pd.Index(ids).get_indexer(_column(accounts, "parent_account_id").astype("string").fillna("")),
+        lock=_locks(ids, _column(accounts, "locked_rep_id"), owners, policy, warnings),
+        late=late,
     )
 
 
-def _capacities(
-    owners: pd.DataFrame, policy: TerritoryPolicy, n_accounts: int, warnings: list[str]
+def _locks(
+    ids: np.ndarray, column: pd.Series, owners: pd.DataFrame, policy: TerritoryPolicy, warnings: list[str]
 ) -> np.ndarray:
-    """Account capacity per owner rep (inf when unbounded), scaled up when the total is below the book."""
+    """Owner rep index each account is pinned to (-1 when free): the policy's named accounts, then the
+    accounts' `locked_rep_id` column. A lock to a rep who owns no territory is dropped with a warning."""
+    wanted = column.astype("string").to_numpy(dtype=object, na_value=None)
+    named = pd.Index(ids).get_indexer(list(policy.locks))
+    for position, rep_id in zip(named, policy.locks.values(), strict=True):
+        if position >= 0:
+            wanted[position] = rep_id
+    unknown_ids = [a for a, p in zip(policy.locks, named, strict=True) if p < 0]
+    if unknown_ids:
+        warnings.append(f"{len(unknown_ids)} locked accounts are not in the book, e.g. {unknown_ids[0]!r}")
+    lock = pd.Index(owners["rep_id"]).get_indexer(pd.Series(wanted).fillna(""))
+    dropped = pd.notna(wanted) & (lock < 0)
+    if dropped.any():
+        first = int(np.flatnonzero(dropped)[0])
+        warnings.append(
+            f"{int(dropped.sum())} account locks name a rep who owns no territory and were dropped, "
+            f"e.g. {ids[first]!r} to {wanted[first]!r}"
+        )
+    return lock
+
+
+def _ramp_shares(owners: pd.DataFrame, policy: TerritoryPolicy) -> np.ndarray:
+    """Share of a full book each owner rep carries: the policy's ramp curve by whole months since the
+    rep's start_date (1 when the rep has no start date, or has ramped up)."""
+    start = pd.to_datetime(_column(owners, "start_date"), errors="coerce")
+    if not policy.ramp_curve or start.isna().all():
+        return np.ones(len(owners))
+    today = pd.Timestamp(policy.plan_date or pd.Timestamp.today().date())
+    months = ((today - start).dt.days // DAYS_PER_MONTH).clip(lower=0)
+    curve = np.r_[policy.ramp_curve, 1.0]
+    step = np.minimum(months.fillna(len(curve) - 1).to_numpy(dtype=int), len(curve) - 1)
+    return curve[step]
+
+
+def _capacities(
+    owners: pd.DataFrame, policy: TerritoryPolicy, n_accounts: int, ramp: np.ndarray, warnings: list[str]
+) -> np.ndarray:
+    """Account capacity per owner rep (inf when unbounded) times its ramp share, scaled up when the
+    total is below the book."""
     capacity = pd.to_numeric(_column(owners, "capacity_accounts"), errors="coerce").to_numpy(dtype=float)
     default = np.inf if policy.default_capacity_accounts is None else float(policy.default_capacity_accounts)
-    capacity = np.where(np.isnan(capacity), default, capacity)
+    capacity = np.floor(np.where(np.isnan(capacity), default, capacity) * ramp)
     total = capacity.sum()
     if total < n_accounts:
         scale = n_accounts / max(total, 1.0)
@@ -351,7 +467,7 @@ def _to_lat_lon(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lat, np.degrees(np.arctan2(xyz[:, 1], xyz[:, 0]))
 
 
-def _km(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def great_circle_km(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Great-circle (haversine) distance in km between rows of unit vectors, via the chord length."""
     chord = np.linalg.norm(a - b, axis=1)
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.clip(chord / 2, 0, 1))
@@ -364,7 +480,7 @@ def _unit_vectors(sums: np.ndarray) -> np.ndarray:
         return np.where(norm > 0, sums / norm, np.nan)
 
 
-def _group_centres(xyz: np.ndarray, weight: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+def group_centres(xyz: np.ndarray, weight: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
     """Weighted centre on the sphere of each group (NaN for a group without coordinates)."""
     ok = np.isfinite(xyz[:, 0])
     sums = np.column_stack([np.bincount(group[ok], weight[ok] * xyz[ok, d], n_groups) for d in range(3)])
@@ -384,7 +500,7 @@ def _units(acc: _Accounts, basis: str) -> _Units:
         graph = sparse.coo_matrix((np.ones(linked.size), (linked, acc.parent[linked])), shape=(n, n))
         label = connected_components(graph, directed=False)[1]
     n_units = int(label.max(initial=-1)) + 1
-    xyz = _group_centres(acc.xyz, np.ones(n), label, n_units)
+    xyz = group_centres(acc.xyz, np.ones(n), label, n_units)
     # The root (the member without a parent; the biggest one if a cycle hides it) gives the unit its
     # industry and its place in the industry order.
     first = np.lexsort((-acc.criteria[:, POTENTIAL], acc.parent >= 0, label))
@@ -399,6 +515,9 @@ def _units(acc: _Accounts, basis: str) -> _Units:
         industry=acc.industry[root],
         owner=_majority(label, acc.owner, n_units),
         sequence=_sequence(acc.industry[root], acc.ids[root]),
+        # One locked member pins its whole family (to the most named rep when locks disagree).
+        lock=_majority(label, acc.lock, n_units),
+        late=np.bincount(label, acc.late, n_units),
     )
 
 
@@ -466,6 +585,11 @@ def _start(
         territory[idx] = rep_of_part[parts]
         neighbours[rep_of_part[1:], 0] = rep_of_part[:-1]
         neighbours[rep_of_part[:-1], 1] = rep_of_part[1:]
+    # A re-plan starts from the current owners: the LP then moves only what balance needs, which a
+    # fresh bisection (however well matched) cannot promise.
+    owned = units.owner >= 0
+    if units.criteria[owned, COUNT].sum() >= REPLAN_OWNED_SHARE * units.criteria[:, COUNT].sum():
+        territory[owned] = units.owner[owned]
     return territory, neighbours
 
 
@@ -590,7 +714,7 @@ def _home_distance(parts: np.ndarray, idx: np.ndarray, units: _Units, owners: pd
         for c in ("latitude", "longitude")
     )
     home = _to_xyz(lat, lon, np.isfinite(lat) & np.isfinite(lon))
-    centres = _group_centres(units.xyz[idx], units.criteria[idx, COUNT], parts, k)
+    centres = group_centres(units.xyz[idx], units.criteria[idx, COUNT], parts, k)
     distance = np.nan_to_num(np.linalg.norm(centres[:, None, :] - home[None, :, :], axis=2))
     return distance / max(distance.max(), 1e-12)
 
@@ -604,23 +728,28 @@ def _problem(
     territory: np.ndarray,
     neighbours: np.ndarray,
     capacity: np.ndarray,
-    tolerance: float,
+    tolerance: np.ndarray,
+    ramp: np.ndarray,
+    budget_share: np.ndarray,
     fixed: np.ndarray,
 ) -> _Problem:
-    """Bands around the mean of each criterion, capacities, cost scales and candidate sources; `fixed`
-    marks the units no solve moves."""
+    """Bands around each territory's target, capacities, the disruption budget, cost scales and
+    candidate sources; `fixed` marks the units no solve moves."""
     k = len(capacity)
     seq = ~units.geo
     industry = units.industry[seq] + 1
     n_industries = int(units.industry.max(initial=UNKNOWN_INDUSTRY)) + 2
     counts = np.zeros((k, n_industries))
     np.add.at(counts, (territory[seq], industry), units.criteria[seq, COUNT])
+    moved = (units.owner >= 0) & (units.owner != territory)
+    pinned_moves = units.criteria[fixed & moved][:, [COUNT, POTENTIAL]].sum(axis=0)
+    target = units.criteria.sum(axis=0)[None, :] * (ramp / ramp.sum())[:, None]
     problem = _Problem(
         k=k,
-        mean=units.criteria.sum(axis=0) / k,
+        target=target,
         base_load=_fixed_totals(units, territory, np.flatnonzero(~fixed), k),
-        band=tolerance * BAND_SHARE_OF_TOLERANCE,
-        repair_band=tolerance * REPAIR_BAND_SHARE_OF_TOLERANCE,
+        band=with_whole_floor(tolerance * BAND_SHARE_OF_TOLERANCE, target),
+        repair_band=with_whole_floor(tolerance * REPAIR_BAND_SHARE_OF_TOLERANCE, target),
         capacity=capacity,
         typical_km=_typical_km(units, territory, k),
         neighbours=neighbours,
@@ -629,15 +758,24 @@ def _problem(
         run_length=max(seq.sum() / k, 1.0),
         centres=np.empty((k, 3)),
         sequence_centres=np.empty(k),
+        budget=budget_share * units.criteria[:, [COUNT, POTENTIAL]].sum(axis=0) - pinned_moves,
     )
     _recentre(problem, _subset(units, ~fixed), territory[~fixed])
     return problem
 
 
+def with_whole_floor(band: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Relative band per criterion, widened for whole-number criteria to one account of the mean target."""
+    floor = np.zeros_like(band)
+    mean = target.mean(axis=0)
+    floor[list(WHOLE_CRITERIA)] = 1 / np.maximum(mean[list(WHOLE_CRITERIA)], 1.0)
+    return np.maximum(band, floor)
+
+
 def _territory_centres(units: _Units, territory: np.ndarray, k: int) -> np.ndarray:
     """Centre of each territory's geo units (NaN for a territory without any)."""
     geo = units.geo
-    return _group_centres(units.xyz[geo], units.criteria[geo, COUNT], territory[geo], k)
+    return group_centres(units.xyz[geo], units.criteria[geo, COUNT], territory[geo], k)
 
 
 def _recentre(problem: _Problem, units: _Units, territory: np.ndarray) -> None:
@@ -655,7 +793,7 @@ def _typical_km(units: _Units, territory: np.ndarray, k: int) -> float:
     if not units.geo.any():
         return 1.0
     centres = _territory_centres(units, territory, k)
-    median = float(np.median(_km(units.xyz[units.geo], centres[territory[units.geo]])))
+    median = float(np.median(great_circle_km(units.xyz[units.geo], centres[territory[units.geo]])))
     return median if median > 0 else 1.0
 
 
@@ -669,7 +807,8 @@ def _refine(units: _Units, territory: np.ndarray, problem: _Problem, log: _Solve
         _recentre(problem, units, territory)
         rows, cols = _candidates(items, current, support, problem)
         cost = _pair_costs(items, rows, cols, problem)
-        x = _solve(log, "refinement LP", rows, cols, cost, items.criteria, None, problem)
+        moves = _pair_moves(items, rows, cols)
+        x = _solve(log, "refinement LP", rows, cols, cost, items.criteria, None, problem, moves=moves)
         if x is None:
             break
         solution = (rows, cols, cost, x)
@@ -695,7 +834,7 @@ def _items(units: _Units, territory: np.ndarray, problem: _Problem) -> _Items:
         # Cells of the industry order never mix industries.
         cell = _group_ids(_sequence_cells(units.sequence, territory, 2**levels), units.industry)
     large = _large_units(units.criteria, problem)
-    columns = [territory, cell, np.where(large, np.arange(units.size), -1)]
+    columns = [territory, cell, np.where(large, np.arange(units.size), -1), units.late > 0]
     of_unit = _group_ids(*columns, units.owner)
     # Owners are dropped from the key when they would multiply the cells (scattered current ownership).
     if of_unit.max() + 1 > 2 * ITEM_BUDGET:
@@ -706,12 +845,13 @@ def _items(units: _Units, territory: np.ndarray, problem: _Problem) -> _Items:
         criteria=np.column_stack(
             [np.bincount(of_unit, units.criteria[:, j], n_items) for j in range(len(CRITERIA))]
         ),
-        xyz=_group_centres(units.xyz, count, of_unit, n_items),
+        xyz=group_centres(units.xyz, count, of_unit, n_items),
         geo=np.bincount(of_unit, units.geo, n_items) > 0,
         industry=_majority(of_unit, units.industry, n_items),
         owner=_majority(of_unit, units.owner, n_items),
         large=np.bincount(of_unit, large, n_items) > 0,
         sequence=np.bincount(of_unit, count * units.sequence, n_items) / np.bincount(of_unit, count, n_items),
+        late=np.bincount(of_unit, units.late, n_items),
     )
 
 
@@ -726,12 +866,13 @@ def _unit_items(units: _Units, problem: _Problem) -> _Items:
         units.owner,
         _large_units(units.criteria, problem),
         units.sequence,
+        units.late,
     )
 
 
 def _large_units(criteria: np.ndarray, problem: _Problem) -> np.ndarray:
     """Rows holding more than LARGE_UNIT_SHARE of the band's half-width of some criterion."""
-    return (criteria > LARGE_UNIT_SHARE * problem.band * problem.mean).any(axis=1)
+    return (criteria > LARGE_UNIT_SHARE * problem.band * problem.target.mean(axis=0)).any(axis=1)
 
 
 def _geo_cells(xyz: np.ndarray, weight: np.ndarray, group: np.ndarray, levels: int) -> np.ndarray:
@@ -806,14 +947,22 @@ def _pair_costs(items: _Items, rows: np.ndarray, cols: np.ndarray, problem: _Pro
     """
     geo = items.geo[rows]
     cost = np.empty(len(rows))
-    cost[geo] = _km(items.xyz[rows[geo]], problem.centres[cols[geo]]) / problem.typical_km
+    cost[geo] = great_circle_km(items.xyz[rows[geo]], problem.centres[cols[geo]]) / problem.typical_km
     seq_rows, seq_cols = rows[~geo], cols[~geo]
     cost[~geo] = np.abs(items.sequence[seq_rows] - problem.sequence_centres[seq_cols]) / problem.run_length
     cost[~geo] += COHESION_WEIGHT * (1 - problem.industry_share[seq_cols, items.industry[seq_rows] + 1])
     cost = np.where(np.isnan(cost), UNPLACED_DISTANCE, cost)
     owner = items.owner[rows]
-    cost += CONTINUITY_WEIGHT * ((owner >= 0) & (owner != cols))
-    return items.criteria[rows, COUNT] * cost
+    moved = (owner >= 0) & (owner != cols)
+    cost += CONTINUITY_WEIGHT * moved
+    return items.criteria[rows, COUNT] * cost + LATE_STAGE_WEIGHT * moved * items.late[rows]
+
+
+def _pair_moves(items: _Items, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Accounts and potential each pair takes away from the item's current owner (0 when it stays)."""
+    owner = items.owner[rows]
+    moved = (owner >= 0) & (owner != cols)
+    return items.criteria[rows][:, [COUNT, POTENTIAL]] * moved[:, None]
 
 
 def _pin_large_items(
@@ -827,7 +976,10 @@ def _pin_large_items(
     best = _best_pair(rows, cols, x, items.size)
     keep = ~items.large[rows] | (cols == best[rows])
     rows, cols, cost = rows[keep], cols[keep], cost[keep]
-    x = _solve(log, "LP around pinned large units", rows, cols, cost, items.criteria, None, problem)
+    moves = _pair_moves(items, rows, cols)
+    x = _solve(
+        log, "LP around pinned large units", rows, cols, cost, items.criteria, None, problem, moves=moves
+    )
     return solution if x is None else (rows, cols, cost, x)
 
 
@@ -845,13 +997,16 @@ def _solve(
     fixed: np.ndarray | None,
     problem: _Problem,
     integral: bool = False,
+    moves: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """Share of each candidate (row item, column territory) pair in the cheapest assignment that keeps
     every territory (items plus the `fixed` totals) in its band and under capacity; None on failure.
 
     Bands and capacities are elastic: leaving them costs a high price per unit of deviation, so the
     model always has a solution and small or lumpy books report their deviation instead of failing.
-    The MIP (integral) gets the wider repair band and pairs that are 0 or 1.
+    The MIP (integral) gets the wider repair band and pairs that are 0 or 1. With `moves` (accounts and
+    potential each pair takes from its current owner) the disruption budget is a row too, elastic at a
+    lower price than balance: balance comes first, then the budget, then shape.
     """
     k, n_crit, n_pairs = problem.k, len(CRITERIA), len(rows)
     item, pair_item = np.unique(rows, return_inverse=True)
@@ -863,30 +1018,55 @@ def _solve(
     cap_row[bounded] = np.arange(bounded.size)
     capped = cap_row[cols] >= 0
     n_band, n_rows = k * n_crit, 2 * k * n_crit + bounded.size
-    # Slack columns, one per row, measure deviations in means of their criterion.
-    slack_scale = np.r_[np.tile(problem.mean, 2 * k), np.full(bounded.size, problem.mean[COUNT])]
+    n_budget = 0 if moves is None or not moves.any() else 2
+    n_band, n_rows = k * n_crit, 2 * k * n_crit + bounded.size + n_budget
+    # Slack columns, one per row, measure deviations in means of their criterion (budget rows: in
+    # accounts, potential counted at the mean potential per account).
+    per_account = problem.target.sum(axis=0) / max(problem.target[:, COUNT].sum(), 1.0)
+    slack_scale = np.r_[
+        problem.target.ravel(),
+        problem.target.ravel(),
+        np.full(bounded.size, problem.target[:, COUNT].mean()),
+        [1.0, max(per_account[POTENTIAL], 1e-12)][:n_budget],
+    ]
     pair_col = np.repeat(np.arange(n_pairs), n_crit)
+    budget_values = [] if n_budget == 0 else moves.T.ravel()
+    budget_rows = [] if n_budget == 0 else np.repeat(2 * n_band + bounded.size + np.arange(2), n_pairs)
+    budget_cols = [] if n_budget == 0 else np.tile(np.arange(n_pairs), 2)
     a_ub = sparse.csr_matrix(
         (
-            np.r_[load.ravel(), -load.ravel(), load[capped, COUNT], -slack_scale],
+            np.r_[load.ravel(), -load.ravel(), load[capped, COUNT], budget_values, -slack_scale],
             (
-                np.r_[band_row, n_band + band_row, 2 * n_band + cap_row[cols[capped]], np.arange(n_rows)],
-                np.r_[pair_col, pair_col, np.flatnonzero(capped), n_pairs + np.arange(n_rows)],
+                np.r_[
+                    band_row,
+                    n_band + band_row,
+                    2 * n_band + cap_row[cols[capped]],
+                    budget_rows,
+                    np.arange(n_rows),
+                ],
+                np.r_[pair_col, pair_col, np.flatnonzero(capped), budget_cols, n_pairs + np.arange(n_rows)],
             ),
         ),
         shape=(n_rows, n_pairs + n_rows),
     )
     band = problem.repair_band if integral else problem.band
     b_ub = np.r_[
-        (problem.mean * (1 + band) - fixed).ravel(),
-        (fixed - problem.mean * (1 - band)).ravel(),
+        (problem.target * (1 + band) - fixed).ravel(),
+        (fixed - problem.target * (1 - band)).ravel(),
         problem.capacity[bounded] - fixed[bounded, COUNT],
+        problem.budget[:n_budget],
     ]
     a_eq = sparse.csr_matrix(
         (np.ones(n_pairs), (pair_item, np.arange(n_pairs))), shape=(len(item), n_pairs + n_rows)
     )
     penalty = _slack_penalty(cost, load[:, COUNT], problem) * (MIP_PENALTY_FACTOR if integral else 1.0)
-    c = np.r_[cost, np.full(2 * n_band, penalty), np.full(bounded.size, penalty * CAPACITY_PENALTY_FACTOR)]
+    budget_penalty = penalty * BUDGET_SHARE_OF_BAND_PENALTY / max(problem.target[:, COUNT].mean(), 1.0)
+    c = np.r_[
+        cost,
+        np.full(2 * n_band, penalty),
+        np.full(bounded.size, penalty * CAPACITY_PENALTY_FACTOR),
+        np.full(n_budget, budget_penalty),
+    ]
     if integral:
         x = _run_mip(log, step, c, a_ub, b_ub, a_eq, n_pairs)
     else:
@@ -898,7 +1078,7 @@ def _slack_penalty(cost: np.ndarray, count: np.ndarray, problem: _Problem) -> fl
     """Price of a deviation of one mean, above any rearrangement of accounts that would avoid it."""
     per_account = cost / np.maximum(count, 1.0)
     spread = float(per_account.max() - per_account.min()) if len(cost) else 0.0
-    return BAND_SLACK_PENALTY * max(problem.mean[COUNT], 1.0) * max(spread, 1.0)
+    return BAND_SLACK_PENALTY * max(problem.target[:, COUNT].mean(), 1.0) * max(spread, 1.0)
 
 
 def _run_lp(log: _SolverLog, step: str, c: np.ndarray, **model) -> np.ndarray | None:
@@ -1032,9 +1212,11 @@ def _fixed_totals(units: _Units, territory: np.ndarray, free: np.ndarray, k: int
 def _within_repair_band(units: _Units, territory: np.ndarray, problem: _Problem) -> bool:
     """Whether every territory is inside the repair band and under its capacity."""
     totals = problem.base_load + _fixed_totals(units, territory, np.zeros(0, dtype=int), problem.k)
-    active = problem.mean > 0
-    deviation = np.abs(totals[:, active] / problem.mean[active] - 1)
-    return bool((deviation <= problem.repair_band).all() and (totals[:, COUNT] <= problem.capacity).all())
+    active = problem.target.min(axis=0) > 0
+    deviation = np.abs(totals[:, active] / problem.target[:, active] - 1)
+    return bool(
+        (deviation <= problem.repair_band[active]).all() and (totals[:, COUNT] <= problem.capacity).all()
+    )
 
 
 def _settle(
@@ -1073,7 +1255,7 @@ def _flexible_pairs(units: _Items, territory: np.ndarray, problem: _Problem) -> 
     unit = rows[best]
     regret = cost[best] - stay_cost[unit]
     levers = []
-    for j in np.flatnonzero(problem.mean > 0):
+    for j in np.flatnonzero(problem.target.sum(axis=0) > 0):
         with np.errstate(divide="ignore"):
             price = np.where(units.criteria[unit, j] > 0, regret / units.criteria[unit, j], np.inf)
         by_territory = np.lexsort((price, territory[unit]))
@@ -1093,29 +1275,37 @@ def _build_plan(
     owners: pd.DataFrame,
     territory: np.ndarray,
     capacity: np.ndarray,
+    ramp: np.ndarray,
     basis: str,
     log: _SolverLog,
     policy: TerritoryPolicy,
     warnings: list[str],
+    kmeans_baseline: bool,
 ) -> TerritoryPlan:
     """Assemble the published tables, balance figures, compactness and the k-means baseline."""
     k = len(owners)
     rep_ids = owners["rep_id"].to_numpy()
     territory_ids = np.array([f"T{i + 1:0{len(str(k))}d}" for i in range(k)])
-    totals = np.column_stack([np.bincount(territory, acc.criteria[:, j], k) for j in range(len(CRITERIA))])
-    centres = _group_centres(acc.xyz, np.ones(len(territory)), territory, k)
-    balance = _deviations(totals)
+    totals = _totals(acc.criteria, territory, k)
+    centres = group_centres(acc.xyz, np.ones(len(territory)), territory, k)
+    balance = _deviations(totals, ramp)
     compactness = _compactness(acc.xyz, centres[territory]) if acc.has_geo.any() else None
-    baseline = _kmeans_baseline(acc, k, policy.random_seed) if basis == "geo" else {}
+    baseline = _kmeans_baseline(acc, k, policy.random_seed) if basis == "geo" and kmeans_baseline else {}
     ratio = compactness / baseline["compactness"] if baseline.get("compactness") else None
-    warnings.extend(_outcome_warnings(balance, totals[:, COUNT], capacity, rep_ids, policy.tolerance, log))
+    warnings.extend(_outcome_warnings(balance, totals[:, COUNT], capacity, rep_ids, policy, log))
     steps = [f"{name} x{count}" if count > 1 else name for name, count in log.steps.items()]
+    assignments = _assignment_frame(acc, rep_ids, territory, territory_ids, ramp)
+    moved = assignments["is_moved"].to_numpy()
     return TerritoryPlan(
-        assignments=_assignment_frame(acc, rep_ids, territory, territory_ids),
+        assignments=assignments,
         territories=_territory_frame(
-            acc, territory, totals, territory_ids, rep_ids, capacity, centres, basis
+            acc, territory, totals, territory_ids, rep_ids, capacity, ramp, centres, basis
         ),
         balance=balance,
+        moved_share=float(moved.mean()) if len(moved) else 0.0,
+        moved_potential_share=float(
+            acc.criteria[moved, POTENTIAL].sum() / max(acc.criteria[:, POTENTIAL].sum(), 1e-12)
+        ),
         baseline=baseline,
         compactness=compactness,
         compactness_vs_kmeans=ratio,
@@ -1131,33 +1321,44 @@ def _build_plan(
     )
 
 
-def _deviations(totals: np.ndarray) -> dict[str, float]:
-    """Largest relative deviation from the mean territory, per criterion (0 when the total is 0)."""
-    mean = totals.mean(axis=0)
-    spread = np.abs(totals - mean).max(axis=0)
-    return {name: float(spread[j] / mean[j]) if mean[j] > 0 else 0.0 for j, name in enumerate(CRITERIA)}
+def _totals(criteria: np.ndarray, territory: np.ndarray, k: int) -> np.ndarray:
+    """Criteria totals per territory."""
+    return np.column_stack([np.bincount(territory, criteria[:, j], k) for j in range(criteria.shape[1])])
+
+
+def _deviations(totals: np.ndarray, ramp: np.ndarray | None = None) -> dict[str, float]:
+    """Largest relative deviation of a territory from its target (the total shared by ramp shares; the
+    mean without ramp), per criterion (0 when the total is 0)."""
+    share = np.full(len(totals), 1 / len(totals)) if ramp is None else ramp / ramp.sum()
+    target = totals.sum(axis=0)[None, :] * share[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spread = np.nan_to_num(np.abs(totals / target - 1)).max(axis=0)
+    return {name: float(spread[j]) for j, name in enumerate(CRITERIA)}
 
 
 def _compactness(xyz: np.ndarray, centre: np.ndarray) -> float:
     """Sum of great-circle km from each account with coordinates to its territory centre."""
     ok = np.isfinite(xyz[:, 0])
-    return float(_km(xyz[ok], centre[ok]).sum())
+    return float(great_circle_km(xyz[ok], centre[ok]).sum())
+
+
+def kmeans_assignment(xyz: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Plain k-means (no balancing) of points on the sphere, fitted on a sample of at most
+    KMEANS_SAMPLE of them: each point's cluster, and the cluster centres as unit vectors."""
+    sample = (
+        xyz
+        if len(xyz) <= KMEANS_SAMPLE
+        else xyz[np.random.default_rng(seed).choice(len(xyz), KMEANS_SAMPLE, replace=False)]
+    )
+    model = KMeans(n_clusters=min(k, len(xyz)), n_init=1, random_state=seed).fit(sample)
+    return model.predict(xyz), _unit_vectors(model.cluster_centers_)
 
 
 def _kmeans_baseline(acc: _Accounts, k: int, seed: int) -> dict[str, float]:
-    """Balance and compactness of plain k-means (k clusters, no balancing) on the accounts with
-    coordinates, fitted on a sample of at most KMEANS_SAMPLE of them."""
+    """Balance and compactness of plain k-means on the accounts with coordinates."""
     idx = np.flatnonzero(acc.has_geo)
-    sample = (
-        idx
-        if idx.size <= KMEANS_SAMPLE
-        else np.random.default_rng(seed).choice(idx, KMEANS_SAMPLE, replace=False)
-    )
-    model = KMeans(n_clusters=min(k, idx.size), n_init=1, random_state=seed).fit(acc.xyz[sample])
-    label = model.predict(acc.xyz[idx])
-    totals = np.column_stack([np.bincount(label, acc.criteria[idx, j], k) for j in range(len(CRITERIA))])
-    centres = _unit_vectors(model.cluster_centers_)
-    return {**_deviations(totals), "compactness": _compactness(acc.xyz[idx], centres[label])}
+    label, _ = kmeans_assignment(acc.xyz[idx], k, seed)
+    return measure_assignment(acc.xyz[idx], acc.criteria[idx], label, k)
 
 
 def _outcome_warnings(
@@ -1165,17 +1366,17 @@ def _outcome_warnings(
     counts: np.ndarray,
     capacity: np.ndarray,
     rep_ids: np.ndarray,
-    tolerance: float,
+    policy: TerritoryPolicy,
     log: _SolverLog,
 ) -> list[str]:
     """What the plan could not achieve, and solver steps that fell back to the answer before them."""
     out = [f"solver step failed, the plan keeps the answer from before it: {f}" for f in log.failures]
-    off = {name: dev for name, dev in balance.items() if dev > tolerance}
+    off = {name: dev for name, dev in balance.items() if dev > policy.tolerance_of(name)}
     if off:
-        figures = ", ".join(f"{name} {dev:.1%}" for name, dev in off.items())
-        out.append(
-            f"balance outside the {tolerance:.0%} tolerance ({figures}): accounts too few or too lumpy"
+        figures = ", ".join(
+            f"{name} {dev:.1%} (tolerance {policy.tolerance_of(name):.0%})" for name, dev in off.items()
         )
+        out.append(f"balance outside the tolerance ({figures}): accounts too few or too lumpy")
     over = np.flatnonzero(counts > capacity)
     if over.size:
         out.append(
@@ -1185,19 +1386,56 @@ def _outcome_warnings(
 
 
 def _assignment_frame(
-    acc: _Accounts, rep_ids: np.ndarray, territory: np.ndarray, territory_ids: np.ndarray
+    acc: _Accounts, rep_ids: np.ndarray, territory: np.ndarray, territory_ids: np.ndarray, ramp: np.ndarray
 ) -> pd.DataFrame:
-    """One row per account: territory, rep, previous owner and whether the account changes hands."""
+    """One row per account: territory, rep, previous owner, whether the account changes hands and why."""
     rep = rep_ids[territory]
+    moved = pd.notna(acc.previous) & (acc.previous != rep)
     return pd.DataFrame(
         {
             "account_id": acc.ids,
             "territory_id": territory_ids[territory],
             "rep_id": rep,
             "previous_rep_id": acc.previous,
-            "is_moved": pd.notna(acc.previous) & (acc.previous != rep),
+            "is_moved": moved,
+            "move_reason": _move_reasons(acc, territory, moved, rep_ids, ramp),
         }
     )
+
+
+def _move_reasons(
+    acc: _Accounts, territory: np.ndarray, moved: np.ndarray, rep_ids: np.ndarray, ramp: np.ndarray
+) -> np.ndarray:
+    """Why each moved account changed hands (None for the others), most specific reason first: a lock,
+    an owner who owns no territory any more, its family, or the balance of the territory it left (the
+    criterion on which that territory, as it stood, was furthest over its target)."""
+    k = len(rep_ids)
+    reasons = np.full(len(acc.ids), None, dtype=object)
+    if not moved.any():
+        return reasons
+    owned = acc.owner >= 0
+    before = _totals(acc.criteria[owned], acc.owner[owned], k)
+    share = ramp / ramp.sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        over = np.nan_to_num(before / (acc.criteria.sum(axis=0)[None, :] * share[:, None]) - 1)
+    worst = over.argmax(axis=1)
+    new_rep = rep_ids[territory]
+    for i in np.flatnonzero(moved):
+        if acc.lock[i] >= 0:
+            reasons[i] = f"locked to {new_rep[i]}"
+        elif acc.owner[i] < 0:
+            reasons[i] = f"previous owner {acc.previous[i]} owns no territory in this plan"
+        elif acc.parent[i] >= 0 and acc.owner[acc.parent[i]] != acc.owner[i]:
+            reasons[i] = f"kept with its parent account {acc.ids[acc.parent[i]]}"
+        else:
+            j, t = worst[acc.owner[i]], acc.owner[i]
+            reasons[i] = (
+                f"rebalance: {acc.previous[i]} was {over[t, j]:+.1%} on {CRITERIA[j]}; "
+                f"{new_rep[i]} {'has room' if over[territory[i], j] < over[t, j] else 'is nearer'}"
+            )
+            if acc.late[i]:
+                reasons[i] = "late-stage deal moved only to restore balance; " + reasons[i]
+    return reasons
 
 
 def _territory_frame(
@@ -1207,6 +1445,7 @@ def _territory_frame(
     territory_ids: np.ndarray,
     rep_ids: np.ndarray,
     capacity: np.ndarray,
+    ramp: np.ndarray,
     centres: np.ndarray,
     basis: str,
 ) -> pd.DataFrame:
@@ -1229,6 +1468,7 @@ def _territory_frame(
             "b_count": tiers[:, 1],
             "c_count": tiers[:, 2],
             "capacity_accounts": np.where(np.isfinite(capacity), capacity, np.nan),
+            "ramp_share": ramp,
             "center_latitude": lat,
             "center_longitude": lon,
         }

@@ -1,4 +1,4 @@
-"""The `territory` command line: prepare, run, generate, import and ui."""
+"""The `territory` command line: prepare, run, generate, import, route, rebalance and ui."""
 
 from __future__ import annotations
 
@@ -81,8 +81,14 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from ml.importers import run_importer
+    from ml.importers.mapped import import_mapped, parse_mapping
 
-    summary = run_importer(args.kind, args.src, args.out)
+    if args.kind == "mapped":
+        if not args.table or not args.map:
+            raise ValueError("territory import mapped needs --table TABLE and --map contract=SOURCE,...")
+        summary = import_mapped(args.src, args.table, parse_mapping(args.map), args.out)
+    else:
+        summary = run_importer(args.kind, args.src, args.out)
     _say(f"{args.kind} export {args.src} converted to the input contract in {args.out}")
     for key in ("rows_read", "rows_written"):
         for table, count in summary.get(key, {}).items():
@@ -149,6 +155,44 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _settings(args: argparse.Namespace) -> PipelineSettings:
+    return PipelineSettings(
+        warehouse=str(Path(args.warehouse).resolve()) if args.warehouse else "data/warehouse.duckdb",
+        policy_file=str(Path(args.config).resolve()) if args.config else None,
+    )
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    from orchestration.routing import Router, route_file
+
+    settings = _settings(args)
+    router = Router.start(settings)
+    started = time.perf_counter()
+    decisions = route_file(settings, Path(args.input), run_id=f"route-{time.strftime('%Y%m%dT%H%M%S')}",
+                           router=router)
+    seconds = time.perf_counter() - started
+    if args.out:
+        decisions.to_csv(args.out, index=False)
+    shown = decisions[["lead_id", "rep_id", "owner_role", "tier", "sla_due_at", "reason"]]
+    _say(shown.head(args.show).to_string(index=False))
+    fallbacks = int(decisions["reason"].str.contains("fallback").sum())
+    tiers = decisions["tier"].value_counts().reindex(["A", "B", "C"], fill_value=0)
+    _say(f"routed {len(decisions):,} leads in {seconds:.2f} s (model {router.model.model_version}): "
+         + ", ".join(f"{t} {n:,}" for t, n in tiers.items()) + f"; {fallbacks:,} by policy fallback; "
+         f"appended to routing_decisions in {settings.warehouse_path}" + (f"; decisions in {args.out}" if args.out else ""))
+    return 0
+
+
+def cmd_rebalance_apply(args: argparse.Namespace) -> int:
+    from orchestration.rebalance import apply_proposal
+
+    outcome = apply_proposal(_settings(args), args.proposal_id, args.by)
+    _say(f"applied {args.proposal_id}: {outcome['moves']} moves by {outcome['applied_by']} at "
+         f"{outcome['applied_at']}; highest A-tier utilization now {outcome['max_utilization']:.0%}, "
+         f"{outcome['alerts']} coverage alerts")
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     if not (DBT_PROJECT_DIR / "target" / "manifest.json").exists():
         prepare_manifest()
@@ -159,6 +203,28 @@ def cmd_ui(args: argparse.Namespace) -> int:
         [str(dagster), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(args.port)],
         cwd=PROJECT_ROOT,
     )
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    from ml.model_registry import ModelRegistry
+
+    registry = ModelRegistry(_settings(args).champion_path.parent)
+    if args.action == "promote":
+        if not args.version:
+            raise ValueError("territory model promote needs a VERSION; see `territory model list`")
+        entry = registry.promote(args.version, "by hand (territory model promote)")
+        _say(f"{entry['model_version']} is the champion; the next run scores with it")
+        return 0
+    versions = registry.versions()
+    if not versions:
+        _say(f"no model versions in {registry.root}: run `territory run` first")
+    for v in versions:
+        window = v.get("data_window") or {}
+        test = v.get("test_metrics") or {}
+        shown = ", ".join(f"{k} {test[k]:.3f}" for k in ("auc", "log_loss", "ece") if test.get(k) is not None)
+        _say(f"{v['model_version']:<18} {v['status']:<10} outcomes {window.get('from')} .. {window.get('to')}  "
+             f"{len(v.get('features', []))} features  test: {shown or 'n/a'}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,14 +246,40 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=cmd_generate)
 
     imp = sub.add_parser("import", help="turn a known export shape into the input contract")
-    imp.add_argument("kind", help="maven-crm or olist-funnel")
+    imp.add_argument("kind", help="maven-crm, olist-funnel, or mapped (any CSV with --table and --map)")
     imp.add_argument("src")
     imp.add_argument("--out", required=True)
+    imp.add_argument("--table", help="mapped: the contract table the file becomes (e.g. accounts)")
+    imp.add_argument("--map", help="mapped: contract=SOURCE column pairs, e.g. account_id=RANK,latitude=LATITUDE")
     imp.set_defaults(func=cmd_import)
+
+    route = sub.add_parser("route", help="route new leads to exactly one owner each, with tier and SLA")
+    route.add_argument("--input", required=True, help="CSV or JSON-lines file with the accounts columns")
+    route.add_argument("--warehouse", help="DuckDB warehouse file (default data/warehouse.duckdb)")
+    route.add_argument("--config", help="policy YAML file (default config/policy.yml)")
+    route.add_argument("--out", help="also write the decisions to this CSV file")
+    route.add_argument("--show", type=int, default=10, help="decisions to print (default 10)")
+    route.set_defaults(func=cmd_route)
+
+    rebalance = sub.add_parser("rebalance", help="act on rebalance proposals")
+    rebalance_sub = rebalance.add_subparsers(dest="action", required=True)
+    apply = rebalance_sub.add_parser("apply", help="apply one proposal and record who applied it and when")
+    apply.add_argument("proposal_id")
+    apply.add_argument("--warehouse", help="DuckDB warehouse file (default data/warehouse.duckdb)")
+    apply.add_argument("--config", help="policy YAML file (default config/policy.yml)")
+    apply.add_argument("--by", help="who applies it (default: the login name)")
+    apply.set_defaults(func=cmd_rebalance_apply)
 
     ui = sub.add_parser("ui", help="the Dagster UI on 127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=cmd_ui)
+
+    model = sub.add_parser("model", help="list scoring model versions, or promote one (roll back)")
+    model.add_argument("action", choices=["list", "promote"])
+    model.add_argument("version", nargs="?", help="the model_version to promote")
+    model.add_argument("--warehouse", help="DuckDB warehouse file (default data/warehouse.duckdb)")
+    model.add_argument("--config", help="policy YAML file (default config/policy.yml)")
+    model.set_defaults(func=cmd_model)
 
     prep = sub.add_parser("prepare", help="build the dbt manifest (done by make install)")
     prep.set_defaults(func=cmd_prepare)

@@ -60,6 +60,15 @@ class PipelineSettings(ConfigurableResource):
     def reports_dir(self) -> Path:
         return self.data_dir / "reports"
 
+    @property
+    def champion_path(self) -> Path:
+        """The last scoring run's model, which `territory route` and the inbox sensor score new leads with."""
+        return self.data_dir / "models" / "champion.joblib"
+
+    @property
+    def inbox_dir(self) -> Path:
+        return self.data_dir / "inbox"
+
     def synthetic_dir(self) -> Path:
         return self.data_dir / "inputs" / f"synthetic_{self.synthetic_accounts}_seed{self.synthetic_seed}"
 

@@ -44,7 +44,8 @@ def print_run_summary(settings: PipelineSettings, result: ExecuteInProcessResult
         low_conf = _rows(con, "select max(value) from score_model_metrics where metric = 'low_confidence'")[0][0]
         shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in ("auc", "brier", "ece", "log_loss") if k in metrics)
         lines.append(f"model (held-out test, n={int(metrics.get('n', 0)):,}): {shown or 'no held-out outcomes'}"
-                     + ("  [LOW CONFIDENCE: too few outcomes]" if low_conf else ""))
+                     + ("  [LOW CONFIDENCE: outcomes or distinct accounts below the policy minimums; see "
+                        "score_model_metrics]" if low_conf else ""))
         lift = _rows(con, "select tier, n, conversion_rate from tier_lift order by tier")
         if lift:
             lines.append("tier lift (held-out conversion): "

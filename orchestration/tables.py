@@ -28,6 +28,12 @@ def append_table(con: duckdb.DuckDBPyConnection, name: str, frame: pd.DataFrame)
         return
     con.register("incoming_frame", frame)
     try:
+        # Writers of one audit trail may carry different columns (a routed lead has a probability, a
+        # replanned account does not): the table grows the new ones, older rows keep them NULL.
+        existing = {r[0] for r in con.execute(f"describe {name}").fetchall()}
+        for column, column_type, *_ in con.execute("describe incoming_frame").fetchall():
+            if column not in existing:
+                con.execute(f'alter table {name} add column "{column}" {column_type}')
         con.execute(f"insert into {name} by name select * from incoming_frame")
     finally:
         con.unregister("incoming_frame")

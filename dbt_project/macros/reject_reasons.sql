@@ -65,6 +65,16 @@
         accepted account_id values (never NULL, so NOT IN is safe). -#}
     case
         when account_id not in (select {{ accepted_accounts }}.account_id from {{ accepted_accounts }})
-            then 'unknown account_id ' || {{ quoted('account_id') }}
+            then
+                case
+                    -- Name the real cause when the account exists but its own row was rejected.
+                    when account_id in (
+                        select rejected_accounts.account_id
+                        from {{ ref('stg_crm__accounts_checked') }} as rejected_accounts
+                        where rejected_accounts.reject_reason is not null
+                    )
+                        then 'account_id ' || {{ quoted('account_id') }} || ' was rejected in the accounts file'
+                    else 'unknown account_id ' || {{ quoted('account_id') }}
+                end
     end
 {%- endmacro %}

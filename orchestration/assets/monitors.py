@@ -41,7 +41,7 @@ def monitors(context: AssetExecutionContext, settings: PipelineSettings):
         reference = read_frame(con, f"select * from {REFERENCE_TABLE}") if table_exists(con, REFERENCE_TABLE) else None
         assignments = read_frame(con, "select account_id, rep_id, tier from territory_assignments")
         reps = read_frame(con, "select * from rep_capacity where rep_id in (select rep_id from territories)")
-    columns = [c for c in current.columns if c != "account_id" and current[c].notna().any()]
+    columns = [c for c in current.columns if c not in ("account_id", "run_id") and current[c].notna().any()]
     if reference is not None:
         columns = [c for c in columns if c in reference.columns]
     drift = score_drift(current, reference, columns, policy.monitors, context.run.run_id)
@@ -49,7 +49,8 @@ def monitors(context: AssetExecutionContext, settings: PipelineSettings):
     with settings.writer() as con:
         replace_table(con, "monitor_score_drift", drift)
         replace_table(con, "monitor_coverage", load)
-        replace_table(con, REFERENCE_TABLE, current)
+        # The snapshot remembers its run, so the next run's drift rows name their reference.
+        replace_table(con, REFERENCE_TABLE, current.assign(run_id=context.run.run_id))
 
     yield MaterializeResult(
         asset_key="monitor_score_drift",

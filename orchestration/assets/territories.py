@@ -1,18 +1,29 @@
-"""Territory assets: balanced assignment of accounts to reps, joined with the tier policy for routing and SLAs."""
+"""Territory assets: balanced assignment of accounts to reps, joined with the tier policy for routing and SLAs;
+what-if scenarios planned beside it."""
 
+import base64
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, multi_asset
+from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, asset, multi_asset
 
+from ml.policy import TerritoryPolicy
 from ml.territories import plan_territories
+from ml.territory_report import balance_bars, territory_map
 from orchestration.resources import PipelineSettings
 from orchestration.tables import append_table, markdown, read_frame, replace_table, table_exists
 
 ACCOUNTS_SQL = """
 select f.account_id, f.latitude, f.longitude, f.industry, f.parent_account_id,
        s.potential, s.tier, s.conversion_probability,
-       coalesce({previous_rep}, f.owner_rep_id) as owner_rep_id
+       coalesce({previous_rep}, f.owner_rep_id) as owner_rep_id,
+       exists (select 1 from stg_crm__opportunities o
+               where o.account_id = f.account_id and o.outcome = 'open'
+                 and regexp_matches(lower(o.stage), ?)) as has_late_stage_opportunity,
+       (select any_value(v.value) from account_attribute_values v
+        where v.account_id = f.account_id and v.attribute = 'locked_rep_id') as locked_rep_id
 from account_features f
 join account_scores s using (account_id)
 {previous_join}
@@ -20,13 +31,16 @@ order by f.account_id
 """
 
 
-def read_plan_inputs(con) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Accounts with scores and their current owner (last plan first, else the CRM owner), reps, policy."""
+def read_plan_inputs(con, late_stages: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Accounts with scores, their current owner (last plan first, else the CRM owner), whether an open
+    opportunity is at a late stage, and a lock from the accounts' `locked_rep_id` column; reps; tier policy."""
     has_previous = table_exists(con, "territory_assignments")
+    # A pattern that matches nothing when the policy names no late stage.
+    late_pattern = "|".join(re.escape(stage.lower()) for stage in late_stages) or "$^"
     accounts = read_frame(con, ACCOUNTS_SQL.format(
         previous_rep="p.rep_id" if has_previous else "null",
         previous_join="left join territory_assignments p using (account_id)" if has_previous else "",
-    ))
+    ), [late_pattern])
     previous = (
         read_frame(con, "select account_id, territory_id, rep_id from territory_assignments")
         if has_previous else pd.DataFrame(columns=["account_id", "territory_id", "rep_id"])
@@ -57,6 +71,12 @@ def routing_for_changes(assignments: pd.DataFrame, previous: pd.DataFrame, basis
     ]].rename(columns={"account_id": "lead_id"}).assign(account_id=lambda d: d["lead_id"], source="territory_plan")
 
 
+def _embedded_png(path: Path) -> MetadataValue:
+    """A PNG shown inline in the Dagster UI (base64 in markdown), with where the file is."""
+    encoded = base64.b64encode(path.read_bytes()).decode()
+    return MetadataValue.md(f"![{path.stem}](data:image/png;base64,{encoded})\n\n`{path}`")
+
+
 @multi_asset(
     specs=[
         AssetSpec("territories", group_name="territories", deps=["account_scores", "rep_capacity", "tier_policy"],
@@ -72,7 +92,7 @@ def territory_plan(context: AssetExecutionContext, settings: PipelineSettings):
     """Assign every account to exactly one rep's territory, balanced on potential and workload."""
     policy = settings.load_policy()
     with settings.reader() as con:
-        accounts, previous, reps, tier_policy = read_plan_inputs(con)
+        accounts, previous, reps, tier_policy = read_plan_inputs(con, policy.territories.late_stages)
     plan = plan_territories(accounts, reps, policy.territories, policy.workload_weights)
     for warning in plan.warnings:
         context.log.warning(warning)
@@ -87,15 +107,24 @@ def territory_plan(context: AssetExecutionContext, settings: PipelineSettings):
         replace_table(con, "territories", plan.territories)
         replace_table(con, "territory_assignments", assignments[[
             "account_id", "territory_id", "rep_id", "tier", "owner_role", "sla_hours", "play",
-            "previous_rep_id", "is_moved",
+            "previous_rep_id", "is_moved", "move_reason",
         ]])
         append_table(con, "routing_decisions", routing)
 
     balance = pd.DataFrame({
         "criterion": list(plan.balance),
         "plan_max_deviation": list(plan.balance.values()),
+        "tolerance": [policy.territories.tolerance_of(c) for c in plan.balance],
         "kmeans_max_deviation": [plan.baseline.get(c) for c in plan.balance],
     })
+    pictures = {
+        "balance_chart": balance_bars(plan.territories, policy.territories, settings.reports_dir / "territory_balance.png",
+                                      f"Balance per criterion ({len(plan.territories)} territories)"),
+    }
+    if plan.basis == "geo":
+        pictures["territory_map"] = territory_map(accounts, plan.assignments, reps,
+                                                  settings.reports_dir / "territory_map.png",
+                                                  f"{len(plan.territories)} territories, rep homes marked")
     yield MaterializeResult(
         asset_key="territories",
         metadata={
@@ -106,6 +135,8 @@ def territory_plan(context: AssetExecutionContext, settings: PipelineSettings):
             "solver": MetadataValue.json({k: str(v) for k, v in plan.solver.items()}),
             "territory_table": MetadataValue.md(markdown(plan.territories)),
             "warnings": MetadataValue.json(list(plan.warnings)),
+            "moved_share": MetadataValue.float(plan.moved_share),
+            **{name: _embedded_png(path) for name, path in pictures.items()},
         },
     )
     yield MaterializeResult(
@@ -114,3 +145,57 @@ def territory_plan(context: AssetExecutionContext, settings: PipelineSettings):
                   "moved": MetadataValue.int(int(assignments["is_moved"].sum()))},
     )
     yield MaterializeResult(asset_key="routing_decisions", metadata={"appended": MetadataValue.int(len(routing))})
+
+
+def scenario_reps(reps: pd.DataFrame, owners: pd.DataFrame, add: int, remove: list[str]) -> pd.DataFrame:
+    """The reps of a scenario: named reps removed, and `add` new owner reps homed at the live plan's
+    most loaded territories' centres (where extra hands relieve most)."""
+    kept = reps[~reps["rep_id"].astype(str).isin(remove)]
+    busiest = owners.sort_values("account_count", ascending=False).head(add)
+    added = pd.DataFrame({
+        "rep_id": [f"scenario_rep_{i + 1}" for i in range(len(busiest))],
+        "role": kept["role"].mode().iloc[0] if "role" in kept and kept["role"].notna().any() else None,
+        "latitude": busiest["center_latitude"].to_numpy(),
+        "longitude": busiest["center_longitude"].to_numpy(),
+    })
+    return pd.concat([kept, added], ignore_index=True)
+
+
+def scenario_row(name: str, plan, live_compactness: float | None) -> dict:
+    """One row of territory_scenarios: balance per criterion, moves and compactness of a plan."""
+    return {
+        "scenario": name,
+        "basis": plan.basis,
+        "territories": len(plan.territories),
+        **{f"max_dev_{c}": v for c, v in plan.balance.items()},
+        "moved_share": plan.moved_share,
+        "moved_potential_share": plan.moved_potential_share,
+        "compactness_km": plan.compactness,
+        "compactness_vs_live": plan.compactness / live_compactness if plan.compactness and live_compactness else None,
+        "warnings": "; ".join(plan.warnings),
+    }
+
+
+@asset(group_name="territories", deps=["territories", "territory_assignments"], kinds={"highs", "duckdb"})
+def territory_scenarios(context: AssetExecutionContext, settings: PipelineSettings) -> MaterializeResult:
+    """What-if plans from the policy's scenarios (reps added or removed, other tolerance or basis), each
+    planned from the live owners and compared side by side with the live plan, which stays untouched."""
+    policy = settings.load_policy()
+    with settings.reader() as con:
+        accounts, _, reps, _ = read_plan_inputs(con, policy.territories.late_stages)
+        live = read_frame(con, "select * from territories")
+    # The live policy re-planned from the live owners is the yardstick: what changes if nothing changes.
+    live_plan = plan_territories(accounts, reps, policy.territories, policy.workload_weights, kmeans_baseline=False)
+    live_compactness = live_plan.compactness
+    rows = [scenario_row("live_policy", live_plan, live_compactness)]
+    for scenario in policy.territories.scenarios:
+        update = {k: v for k, v in {"tolerance": scenario.tolerance, "basis": scenario.basis}.items() if v is not None}
+        variant: TerritoryPolicy = policy.territories.model_copy(update=update)
+        plan = plan_territories(accounts, scenario_reps(reps, live, scenario.add_reps, scenario.remove_reps), variant,
+                                policy.workload_weights, kmeans_baseline=False)
+        rows.append(scenario_row(scenario.name, plan, live_compactness))
+    table = pd.DataFrame(rows)
+    with settings.writer() as con:
+        replace_table(con, "territory_scenarios", table)
+    context.log.info(f"{len(table) - 1} scenarios planned beside the live plan")
+    return MaterializeResult(metadata={"scenarios": MetadataValue.md(markdown(table.drop(columns="warnings")))})

@@ -95,7 +95,7 @@ EXPECTED_REJECTS = {
     ("accounts", 4, "employees is not a number: 'abc'"),
     ("accounts", 6, "latitude out of range"),
     ("opportunities", 4, "unknown account_id 'ZZZ'"),
-    ("opportunities", 5, "unknown account_id 'A4'"),
+    ("opportunities", 5, "account_id 'A4' was rejected in the accounts file"),
     ("opportunities", 6, "closed_at is not a date: '31/31/2020'"),
     ("contacts", 5, "unknown account_id 'A9'"),
     ("engagement_events", 9, "occurred_at is not a date: '2024-13-45'"),

@@ -66,7 +66,13 @@ def _reps(k: int, seed: int = 0, role: str = "AE") -> pd.DataFrame:
 
 
 def _plan(accounts: pd.DataFrame, reps: pd.DataFrame, **policy) -> territories.TerritoryPlan:
-    return plan_territories(accounts, reps, TerritoryPolicy(**policy), WORKLOAD)
+    return plan_territories(accounts, reps, TerritoryPolicy(**{"tolerance": 0.05, **policy}), WORKLOAD)
+
+
+def _continuous_balance(plan: territories.TerritoryPlan) -> float:
+    """Largest deviation over the criteria that are not small whole numbers per territory: with a few
+    dozen A-tier accounts per territory, one account is already a few percent of it."""
+    return max(v for k, v in plan.balance.items() if k != "a_count")
 
 
 def _recomputed_deviation(plan: territories.TerritoryPlan, accounts: pd.DataFrame, column: str) -> float:
@@ -186,7 +192,7 @@ def test_tiny_book_with_many_reps_reports_its_imbalance():
     assert len(plan.territories) == 35 and plan.assignments["account_id"].is_unique
     assert (plan.territories["account_count"] >= 1).all()
     assert any("no rep has a role" in w for w in plan.warnings)
-    assert any("balance outside the 10% tolerance" in w for w in plan.warnings)
+    assert any("balance outside the tolerance (potential" in w for w in plan.warnings)
     assert plan.balance["potential"] > 0.1
 
 
@@ -197,7 +203,7 @@ def test_accounts_without_coordinates_or_industry_are_planned_with_a_warning():
     assert plan.basis == "vertical" and plan.compactness is None
     assert any("no account has coordinates" in w for w in plan.warnings)
     assert plan.territories["account_count"].sum() == 600
-    assert max(plan.balance.values()) <= 0.03
+    assert _continuous_balance(plan) <= 0.03 and plan.balance["a_count"] <= 0.05
 
 
 def test_geo_plan_shares_out_accounts_without_coordinates():
@@ -208,14 +214,14 @@ def test_geo_plan_shares_out_accounts_without_coordinates():
     assert any("200 accounts have no coordinates" in w for w in plan.warnings)
     missing = plan.assignments[accounts["latitude"].isna().to_numpy()]
     assert missing["territory_id"].nunique() >= 4
-    assert max(plan.balance.values()) <= 0.03
+    assert _continuous_balance(plan) <= 0.03 and plan.balance["a_count"] <= 0.05
 
 
 def test_a_single_rep_takes_every_account():
     accounts = _accounts(300, seed=13)
     plan = _plan(accounts, _reps(1, seed=13))
     assert (plan.assignments["rep_id"] == "r000").all()
-    assert plan.balance == {"potential": 0.0, "workload": 0.0, "account_count": 0.0}
+    assert plan.balance == {"potential": 0.0, "workload": 0.0, "a_count": 0.0, "account_count": 0.0}
     assert plan.solver["method"].startswith("none")
 
 
@@ -234,7 +240,7 @@ def test_failed_lp_solves_keep_a_complete_balanced_plan(monkeypatch):
     assert sorted(plan.assignments["account_id"]) == sorted(accounts["account_id"])
     counts = plan.territories["account_count"]
     assert (counts > 0.8 * counts.mean()).all()
-    assert plan.balance["account_count"] <= 0.1
+    assert plan.balance["account_count"] <= 0.15
 
 
 def test_failed_refinement_keeps_the_balanced_start_which_the_refinement_shortens(monkeypatch):
@@ -262,3 +268,82 @@ def test_failed_repair_mip_keeps_the_rounded_plan(monkeypatch):
     assert sorted(plan.assignments["account_id"]) == sorted(accounts["account_id"])
     assert plan.territories["account_count"].sum() == 85
     assert plan.territories["account_count"].max() <= 4
+
+
+def _with_new_scores(accounts: pd.DataFrame, plan: territories.TerritoryPlan, share: float, seed: int):
+    """The book after a score shift: owners from the plan, `share` of the accounts with new potential and tier."""
+    rng = np.random.default_rng(seed)
+    changed = rng.random(len(accounts)) < share
+    potential, tier = accounts["potential"].to_numpy(copy=True), accounts["tier"].to_numpy(copy=True)
+    potential[changed] = rng.choice(potential, changed.sum())
+    tier[changed] = rng.choice(tier, changed.sum())
+    return accounts.assign(owner_rep_id=plan.assignments["rep_id"].to_numpy(), potential=potential, tier=tier)
+
+
+def test_a_tier_count_is_a_fourth_criterion_with_its_own_tolerance():
+    accounts = _accounts(4000, seed=20)
+    plan = _plan(accounts, _reps(8, seed=20), tolerance=0.05, tolerances={"a_count": 0.08})
+    assert set(plan.balance) == {"potential", "workload", "a_count", "account_count"}
+    merged = plan.assignments.merge(accounts, on="account_id")
+    a_counts = merged[merged["tier"] == "A"].groupby("territory_id").size()
+    assert plan.balance["a_count"] == pytest.approx(float((a_counts / a_counts.mean() - 1).abs().max()))
+    assert plan.balance["a_count"] <= 0.08 and _continuous_balance(plan) <= 0.05
+    with pytest.raises(ValueError, match="unknown criteria"):
+        TerritoryPolicy(tolerances={"revenue": 0.05})
+
+
+def test_replan_after_a_ten_percent_score_shift_restores_balance_and_moves_under_five_percent():
+    accounts, reps = _accounts(6000, seed=21), _reps(12, seed=21)
+    first = _plan(accounts, reps, tolerance=0.05)
+    shifted = _with_new_scores(accounts, first, 0.10, seed=21)
+    stale = plan_territories(shifted, reps, TerritoryPolicy(tolerance=0.05), WORKLOAD)
+    assert stale.moved_share < 0.05
+    assert _continuous_balance(stale) <= 0.05 and stale.balance["a_count"] <= 0.08
+    moved = stale.assignments[stale.assignments["is_moved"]]
+    assert len(moved) > 0 and moved["move_reason"].str.startswith("rebalance: ").all()
+    assert stale.assignments.loc[~stale.assignments["is_moved"], "move_reason"].isna().all()
+
+
+def test_late_stage_deals_stay_put_and_the_budget_caps_moves():
+    accounts, reps = _accounts(4000, seed=22), _reps(10, seed=22)
+    first = _plan(accounts, reps, tolerance=0.05)
+    shifted = _with_new_scores(accounts, first, 0.10, seed=22)
+    late = np.random.default_rng(22).random(len(accounts)) < 0.3
+    replan = plan_territories(
+        shifted.assign(has_late_stage_opportunity=late),
+        reps,
+        TerritoryPolicy(tolerance=0.05, max_moved_account_share=0.02, max_moved_potential_share=0.04),
+        WORKLOAD,
+    )
+    moved = replan.assignments["is_moved"].to_numpy()
+    assert moved.mean() <= 0.02 and replan.moved_potential_share <= 0.04
+    # Late-stage accounts are 30% of the book but far fewer of the moves.
+    assert moved.any() and late[moved].mean() < 0.1
+    assert _continuous_balance(replan) <= 0.05
+
+
+def test_locks_from_policy_and_column_pin_accounts_to_their_rep():
+    accounts = _accounts(2000, seed=23)
+    # Seattle accounts pinned to a rep homed far away, by policy and by the accounts' column.
+    far = accounts.index[(accounts["latitude"] > 47) & (accounts["longitude"] < -121)][:6]
+    accounts["locked_rep_id"] = None
+    accounts.loc[far[:3], "locked_rep_id"] = "r001"
+    policy_locks = {a: "r001" for a in accounts.loc[far[3:], "account_id"]} | {"nobody": "r001", "a00000": "zz"}
+    plan = _plan(accounts, _reps(6, seed=23), locks=policy_locks)
+    rep = plan.assignments.set_index("account_id")["rep_id"]
+    assert (rep[accounts.loc[far, "account_id"]] == "r001").all()
+    assert any("1 locked accounts are not in the book" in w for w in plan.warnings)
+    assert any("name a rep who owns no territory" in w for w in plan.warnings)
+    assert max(plan.balance.values()) <= 0.1
+
+
+def test_new_reps_ramp_up_along_the_policy_curve():
+    accounts = _accounts(3000, seed=24)
+    reps = _reps(6, seed=24).assign(start_date=[None, "2024-05-20", None, "2024-01-01", None, None])
+    plan = _plan(accounts, reps, ramp_curve=[0.25, 0.5, 0.75], plan_date="2024-06-25")
+    table = plan.territories.set_index("rep_id")
+    # One whole month since start: half a book; the January starter has ramped up fully.
+    assert table.loc["r001", "ramp_share"] == 0.5 and table.loc["r003", "ramp_share"] == 1.0
+    full = table.drop(index="r001")["account_count"].mean()
+    assert table.loc["r001", "account_count"] / full == pytest.approx(0.5, abs=0.03)
+    assert max(plan.balance.values()) <= 0.1

@@ -1,0 +1,91 @@
+"""Importer for any CSV: a column map (`account_id=RANK,latitude=LATITUDE,...`) turns one file into one
+contract table, so a team's own export needs no code (`territory import mapped FILE --table accounts`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from ml.contract import TABLES_BY_NAME
+from ml.importers._source import SourceError, count, quote_ident, quote_str, write_outputs
+from ml.ingest import normalise_column_name
+
+KIND = "mapped"
+# Unmapped source columns that would read as a mapped contract column get this prefix, so ingest never
+# sees two columns with one name.
+CLASH_PREFIX = "source_"
+
+
+def parse_mapping(text: str) -> dict[str, str]:
+    """`contract=SOURCE,contract=SOURCE` -> {contract: SOURCE}; refuses malformed or repeated entries."""
+    mapping: dict[str, str] = {}
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        target, sep, source = entry.partition("=")
+        if not sep or not target.strip() or not source.strip():
+            raise SourceError(f"--map entry {entry!r} must read contract_column=SOURCE_COLUMN")
+        if target.strip() in mapping:
+            raise SourceError(f"--map names contract column {target.strip()!r} twice")
+        mapping[target.strip()] = source.strip()
+    return mapping
+
+
+def import_mapped(src: str | Path, table: str, mapping: dict[str, str], out: str | Path) -> dict:
+    """Write `src` as the contract table `table` in `out`: mapped columns under their contract names,
+    every other source column kept under its own name (for accounts, an extra fit attribute)."""
+    path = Path(src)
+    spec = TABLES_BY_NAME.get(table)
+    if spec is None:
+        raise SourceError(f"unknown contract table {table!r}; known: {', '.join(sorted(TABLES_BY_NAME))}")
+    unknown = sorted(set(mapping) - set(spec.columns))
+    if unknown:
+        raise SourceError(
+            f"--map targets {unknown} are not columns of {table}; its columns: {', '.join(spec.columns)}"
+        )
+    if not path.is_file():
+        raise SourceError(f"source file {path} does not exist")
+    con = duckdb.connect()
+    source = f"read_csv({quote_str(str(path))}, header = true, all_varchar = true)"
+    try:
+        found = [d[0] for d in con.execute(f"select * from {source} limit 0").description]
+    except duckdb.Error as exc:
+        raise SourceError(f"source file {path} cannot be read as CSV: {exc}") from exc
+    missing = sorted(set(mapping.values()) - set(found))
+    if missing:
+        raise SourceError(f"source file {path} has no column(s) {missing} (found: {', '.join(found)})")
+    mapped_names = {normalise_column_name(target) for target in mapping}
+    present = {normalise_column_name(c) for c in found if c not in mapping.values()}
+    unmet = [c for c in spec.required if c not in mapping and c not in present]
+    if unmet:
+        raise SourceError(
+            f"table {table} needs column(s) {unmet}: map them with --map {unmet[0]}=SOURCE_COLUMN"
+        )
+    select = [f"{quote_ident(s)} as {quote_ident(t)}" for t, s in mapping.items()]
+    kept, renamed = [], []
+    for column in found:
+        if column in mapping.values():
+            continue
+        name = normalise_column_name(column)
+        if name in mapped_names:
+            renamed.append(column)
+            name = CLASH_PREFIX + name
+        kept.append(column)
+        select.append(f"{quote_ident(column)} as {quote_ident(name)}")
+    con.execute(f"create table imported as select {', '.join(select)} from {source}")
+    rows = count(con, "select * from imported")
+    written = write_outputs(con, Path(out), {f"{table}.csv": "imported"})
+    notes = (
+        [f"{len(kept)} unmapped source columns kept under their own names: {', '.join(kept)}"] if kept else []
+    )
+    if renamed:
+        notes.append(
+            f"kept as {CLASH_PREFIX}<name> because a mapped column takes the name: {', '.join(renamed)}"
+        )
+    return {
+        "kind": KIND,
+        "source": str(path),
+        "out": str(out),
+        "rows_read": {path.name: rows},
+        "rows_written": written,
+        "notes": notes,
+    }

@@ -1,0 +1,170 @@
+"""End-to-end operations on one synthetic run: routing leads, the inbox sensor, SLA, overload -> proposal ->
+apply, the report, and analysts querying the published copy while a run writes."""
+
+from __future__ import annotations
+
+import base64
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from dagster import AssetCheckSeverity, DagsterInstance, build_sensor_context
+
+from ml.synthetic import generate_export
+from orchestration.cli import main
+from orchestration.definitions import REBALANCE_REVIEW_JOB, build_definitions
+from orchestration.resources import PipelineSettings
+from orchestration.routing import Router
+from orchestration.sensors import ROUTE_INBOX_JOB, inbox_sensor
+
+N_ACCOUNTS = 2000
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("operations")
+    generate_export(root / "export", n_accounts=N_ACCOUNTS, seed=5)
+    warehouse = root / "wh" / "warehouse.duckdb"
+    assert main(["run", "--input", str(root / "export"), "--warehouse", str(warehouse)]) == 0
+    return warehouse, root / "export"
+
+
+def scalar(path: Path, sql: str):
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(sql).fetchall()[0][0]
+
+
+def leads_file(export: Path, out: Path, n: int) -> Path:
+    """New leads shaped like the export's accounts, a share without coordinates or industry."""
+    accounts = pd.read_parquet(export / "accounts.parquet")
+    leads = accounts.sample(n, replace=True, random_state=3).reset_index(drop=True)
+    leads["account_id"] = [f"L{i:06d}" for i in range(n)]
+    rng = np.random.default_rng(3)
+    leads.loc[rng.random(n) < 0.05, ["latitude", "longitude"]] = np.nan
+    leads.loc[rng.random(n) < 0.05, "industry"] = None
+    leads.to_csv(out, index=False)
+    return out
+
+
+def test_routing_10k_leads_is_fast_complete_and_deterministic(run: tuple[Path, Path], tmp_path: Path) -> None:
+    warehouse, export = run
+    settings = PipelineSettings(warehouse=str(warehouse))
+    path = leads_file(export, tmp_path / "leads.csv", 10_000)
+    router = Router.start(settings)
+    leads = pd.read_csv(path, dtype=str)
+    started = time.perf_counter()
+    first = router.route(leads, "first")
+    seconds = time.perf_counter() - started
+    again = Router.start(settings).route(leads, "second")
+    assert seconds < 10, seconds
+    assert len(first) == 10_000 and first["lead_id"].is_unique
+    assert first["rep_id"].notna().all() and (first["reason"].str.len() > 0).all()
+    # Leads without coordinates still got an owner, through a named fallback.
+    no_geo = leads["latitude"].isna().to_numpy()
+    assert first.loc[no_geo, "reason"].str.contains("fallback").all()
+    stable = ["lead_id", "territory_id", "rep_id", "owner_role", "tier", "conversion_probability", "reason"]
+    pd.testing.assert_frame_equal(first[stable], again[stable])
+
+
+def test_route_command_appends_the_audit_trail(run: tuple[Path, Path], tmp_path: Path) -> None:
+    warehouse, export = run
+    before = scalar(warehouse, "select count(*) from routing_decisions")
+    path = leads_file(export, tmp_path / "few.csv", 50)
+    assert main(["route", "--input", str(path), "--warehouse", str(warehouse)]) == 0
+    assert scalar(warehouse, "select count(*) from routing_decisions") == before + 50
+    assert scalar(warehouse, "select count(*) from routing_decisions where source = 'route' "
+                             "and lead_id = 'L000000' and sla_due_at > routed_at") >= 1
+
+
+def test_inbox_sensor_routes_a_dropped_file_and_files_it(run: tuple[Path, Path]) -> None:
+    warehouse, export = run
+    settings = PipelineSettings(warehouse=str(warehouse))
+    settings.inbox_dir.mkdir(parents=True, exist_ok=True)
+    dropped = leads_file(export, settings.inbox_dir / "leads_today.csv", 20)
+    with DagsterInstance.ephemeral() as instance:
+        requests = inbox_sensor(build_sensor_context(instance=instance, resources={"settings": settings}))
+        assert len(requests) == 1
+        job = build_definitions(settings).resolve_job_def(ROUTE_INBOX_JOB)
+        assert job.execute_in_process(run_config=requests[0].run_config, instance=instance).success
+    assert not dropped.exists()
+    assert (settings.inbox_dir / "done" / "leads_today.csv").exists()
+    with DagsterInstance.ephemeral() as instance:
+        assert not isinstance(inbox_sensor(build_sensor_context(instance=instance, resources={"settings": settings})),
+                              list)
+
+
+def test_sla_monitor_is_filled_on_the_synthetic_default(run: tuple[Path, Path]) -> None:
+    warehouse, _ = run
+    assert scalar(warehouse, "select count(*) from monitor_sla") > 0
+    assert scalar(warehouse, "select sum(met + breached) from monitor_sla") > 0
+    assert scalar(warehouse, "select count(*) from sla_breaches") == scalar(warehouse, "select sum(breached) from monitor_sla")
+
+
+def test_a_tier_overload_fails_with_error_and_the_applied_proposal_fixes_it(run: tuple[Path, Path]) -> None:
+    warehouse, _ = run
+    settings = PipelineSettings(warehouse=str(warehouse))
+    capacity = settings.load_policy().monitors.default_a_tier_capacity
+    with duckdb.connect(str(warehouse)) as con:
+        rep = con.execute("select rep_id from territories order by a_count desc limit 1").fetchall()[0][0]
+        # Shift the scores: the rep's B and C accounts turn A until the rep holds 20 more than capacity.
+        con.execute("""
+            update territory_assignments set tier = 'A' where account_id in (
+                select account_id from territory_assignments where rep_id = ? and tier <> 'A'
+                order by account_id limit (? + 20 - (select count(*) from territory_assignments
+                                                    where rep_id = ? and tier = 'A')))
+        """, [rep, capacity, rep])
+    with DagsterInstance.ephemeral() as instance:
+        result = build_definitions(settings).resolve_job_def(REBALANCE_REVIEW_JOB).execute_in_process(
+            instance=instance, raise_on_error=False)
+    coverage = [e for e in result.get_asset_check_evaluations() if e.check_name == "no_coverage_alert"]
+    assert len(coverage) == 1 and not coverage[0].passed and coverage[0].severity == AssetCheckSeverity.ERROR
+    proposal, moves = duckdb.connect(str(warehouse), read_only=True).execute(
+        "select proposal_id, count(*) from rebalance_proposals group by 1").fetchall()[0]
+    assert moves == 20
+    assert main(["rebalance", "apply", proposal, "--warehouse", str(warehouse), "--by", "revops-lead"]) == 0
+    assert scalar(warehouse, "select max(utilization) from monitor_coverage") <= 1.0
+    assert scalar(warehouse, "select count(*) from monitor_coverage where status = 'alert'") == 0
+    assert scalar(warehouse, f"select applied_by from rebalance_applications where proposal_id = '{proposal}'") == \
+        "revops-lead"
+    assert scalar(warehouse, f"select count(*) from routing_decisions where run_id = 'apply-{proposal}'") == 20
+    assert main(["rebalance", "apply", proposal, "--warehouse", str(warehouse)]) == 2
+
+
+def test_report_is_self_contained_with_map_and_charts(run: tuple[Path, Path]) -> None:
+    warehouse, _ = run
+    page = (warehouse.parent / "reports" / "territory_report.html").read_text()
+    images = re.findall(r'<img alt="([a-z_]+)" src="data:image/png;base64,([^"]+)"', page)
+    assert {name for name, _ in images} == {"territory_map", "balance", "tier_mix"}
+    assert all(base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n" for _, data in images)
+    # Nothing to fetch: no external scripts, styles or images.
+    assert not re.search(r'(src|href)="(http|//)', page)
+    assert "Monitor status" in page and "KPIs by tier" in page
+
+
+@pytest.mark.slow
+def test_analysts_querying_the_copy_during_a_run_see_no_error(run: tuple[Path, Path]) -> None:
+    warehouse, export = run
+    analytics = warehouse.parent / "analytics.duckdb"
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "orchestration.cli", "run", "--input", str(export), "--warehouse", str(warehouse)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    queries, errors = 0, []
+    while writer.poll() is None:
+        try:
+            with duckdb.connect(str(analytics), read_only=True) as con:
+                con.execute("select tier, count(*) from account_scores group by 1").fetchall()
+                con.execute("select count(*) from territory_assignments").fetchall()
+            queries += 1
+        except duckdb.Error as exc:
+            errors.append(str(exc))
+        time.sleep(0.05)
+    assert writer.returncode == 0, writer.stdout.read().decode()[-2000:]
+    assert errors == []
+    assert queries > 20
