@@ -16,6 +16,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pandas as pd
+from scipy.optimize import linear_sum_assignment
 
 from ml.contract import ACCOUNTS
 from ml.policy import RoutingPolicy
@@ -252,3 +253,35 @@ def route_leads(
         "model_version": model.model_version,
     })
     return decisions[ROUTING_COLUMNS]
+
+
+def pair_sdrs(territories: pd.DataFrame, reps: pd.DataFrame, sdr_role: str = "SDR") -> pd.DataFrame:
+    """The SDR who covers each territory: (territory_id, sdr_rep_id), null when the team has no SDRs.
+
+    SDRs cover territories in equal shares (each SDR at most ceil(territories / SDRs)); with coordinates on
+    both sides the pairing minimises the total distance from SDR homes to territory centres, otherwise SDRs
+    take territories in turn, so the answer is stable from run to run.
+    """
+    sdrs = reps[reps["role"].astype("string").str.upper() == sdr_role.upper()].sort_values("rep_id")
+    out = territories[["territory_id"]].sort_values("territory_id").reset_index(drop=True)
+    if sdrs.empty or out.empty:
+        return out.assign(sdr_rep_id=pd.Series([None] * len(out), dtype="object"))
+    sdr_ids = sdrs["rep_id"].to_numpy(dtype=object)
+    centres = territories.set_index("territory_id").reindex(out["territory_id"])
+    homes = pd.DataFrame(sdrs, columns=["latitude", "longitude"]).to_numpy(dtype=float)
+    points = pd.DataFrame(centres, columns=["center_latitude", "center_longitude"]).to_numpy(dtype=float)
+    if not (np.isfinite(homes).all() and np.isfinite(points).all()):
+        return out.assign(sdr_rep_id=sdr_ids[np.arange(len(out)) % len(sdr_ids)])
+    slots = -(-len(out) // len(sdr_ids))
+    cost = _haversine_km(points[:, None, :], np.repeat(homes, slots, axis=0)[None, :, :])
+    rows, cols = linear_sum_assignment(cost)
+    paired = np.empty(len(out), dtype=object)
+    paired[rows] = np.repeat(sdr_ids, slots)[cols]
+    return out.assign(sdr_rep_id=paired)
+
+
+def _haversine_km(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    lat1, lon1 = np.radians(a[..., 0]), np.radians(a[..., 1])
+    lat2, lon2 = np.radians(b[..., 0]), np.radians(b[..., 1])
+    h = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(h))

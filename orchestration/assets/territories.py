@@ -10,6 +10,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, asset, multi_asset
 
 from ml.policy import TerritoryPolicy
+from ml.routing import pair_sdrs
 from ml.territories import plan_territories
 from ml.territory_report import balance_bars, territory_map
 from orchestration.resources import PipelineSettings
@@ -48,6 +49,14 @@ def read_plan_inputs(con, late_stages: list[str]) -> tuple[pd.DataFrame, pd.Data
     reps = read_frame(con, "select * from rep_capacity order by rep_id")
     tier_policy = read_frame(con, "select tier, owner_role, sla_hours, play from tier_policy")
     return accounts, previous, reps, tier_policy
+
+
+def working_rep(assignments: pd.DataFrame) -> pd.Series:
+    """Who works the account now: the territory's SDR for SDR tiers, nobody for nurture, else the owner."""
+    role = assignments["owner_role"].astype("string").str.upper()
+    sdr = assignments["sdr_rep_id"].where(assignments["sdr_rep_id"].notna(), assignments["rep_id"])
+    worker = assignments["rep_id"].where(role != "SDR", sdr)
+    return worker.astype("object").where(role != "NURTURE", None)
 
 
 def routing_for_changes(assignments: pd.DataFrame, previous: pd.DataFrame, basis: str,
@@ -97,16 +106,19 @@ def territory_plan(context: AssetExecutionContext, settings: PipelineSettings):
     for warning in plan.warnings:
         context.log.warning(warning)
 
+    pods = pair_sdrs(plan.territories, reps)
     assignments = (
         plan.assignments.merge(accounts[["account_id", "tier"]], on="account_id", how="left")
         .merge(tier_policy, on="tier", how="left")
+        .merge(pods, on="territory_id", how="left")
     )
+    assignments["working_rep_id"] = working_rep(assignments)
     routed_at = datetime.now(UTC).replace(microsecond=0, tzinfo=None)
     routing = routing_for_changes(assignments, previous, plan.basis, routed_at, context.run.run_id)
     with settings.writer() as con:
-        replace_table(con, "territories", plan.territories)
+        replace_table(con, "territories", plan.territories.merge(pods, on="territory_id", how="left"))
         replace_table(con, "territory_assignments", assignments[[
-            "account_id", "territory_id", "rep_id", "tier", "owner_role", "sla_hours", "play",
+            "account_id", "territory_id", "rep_id", "tier", "owner_role", "working_rep_id", "sla_hours", "play",
             "previous_rep_id", "is_moved", "move_reason",
         ]])
         append_table(con, "routing_decisions", routing)

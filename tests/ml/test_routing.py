@@ -63,3 +63,39 @@ def test_a_vertical_plan_routes_by_industry_first() -> None:
     features, _, _ = lead_features(leads(latitude=["40.0"], longitude=["-74.0"], industry=["software"]))
     territory, reason = find_territories(features, plan, RoutingPolicy())
     assert plan.ids[territory].tolist() == ["T02"] and reason[0].startswith("vertical")
+
+
+def test_sdrs_cover_the_nearest_territories_in_equal_shares() -> None:
+    from ml.routing import pair_sdrs
+
+    territories = pd.DataFrame({
+        "territory_id": ["T1", "T2", "T3", "T4"],
+        "center_latitude": [40.7, 40.0, 34.0, 33.5], "center_longitude": [-74.0, -75.1, -118.2, -117.9],
+    })
+    reps = pd.DataFrame({
+        "rep_id": ["AE1", "S_WEST", "S_EAST"], "role": ["AE", "sdr", "SDR"],
+        "latitude": [41.0, 34.1, 40.5], "longitude": [-80.0, -118.0, -74.5],
+    })
+    pods = pair_sdrs(territories, reps).set_index("territory_id")["sdr_rep_id"]
+    assert pods.to_dict() == {"T1": "S_EAST", "T2": "S_EAST", "T3": "S_WEST", "T4": "S_WEST"}
+
+
+def test_sdrs_take_turns_without_coordinates_and_none_without_sdrs() -> None:
+    from ml.routing import pair_sdrs
+
+    territories = pd.DataFrame({"territory_id": ["T1", "T2", "T3"]})
+    reps = pd.DataFrame({"rep_id": ["S1", "S2", "AE"], "role": ["SDR", "SDR", "AE"],
+                         "latitude": [None, None, None], "longitude": [None, None, None]})
+    assert pair_sdrs(territories, reps)["sdr_rep_id"].tolist() == ["S1", "S2", "S1"]
+    no_sdrs = pair_sdrs(territories, reps[reps["role"] == "AE"])
+    assert no_sdrs["sdr_rep_id"].isna().all() and len(no_sdrs) == 3
+
+
+def test_working_rep_follows_the_tier_owner_role() -> None:
+    from orchestration.assets.territories import working_rep
+
+    assignments = pd.DataFrame({
+        "rep_id": ["AE1", "AE1", "AE1", "AE2"], "owner_role": ["AE", "SDR", "nurture", "SDR"],
+        "sdr_rep_id": ["S1", "S1", "S1", None],
+    })
+    assert working_rep(assignments).tolist() == ["AE1", "S1", None, "AE2"]

@@ -82,6 +82,13 @@ def test_model_metrics_and_tier_policy_joined(synthetic_run: Path) -> None:
     assert auc > 0.6
     a_sla = query(synthetic_run, "select distinct owner_role, sla_hours from territory_assignments where tier = 'A'")
     assert a_sla == [("AE", 4)]
+    workers = dict(query(synthetic_run, """
+        select a.tier, string_agg(distinct r.role, ',') from territory_assignments a
+        join rep_capacity r on r.rep_id = a.working_rep_id group by a.tier
+    """))
+    assert workers == {"A": "AE", "B": "SDR"}
+    assert scalar(synthetic_run, "select count(*) from territory_assignments "
+                                 "where tier = 'C' and working_rep_id is not null") == 0
 
 
 def test_first_run_is_its_own_drift_reference(synthetic_run: Path) -> None:
