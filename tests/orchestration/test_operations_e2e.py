@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -168,3 +169,51 @@ def test_analysts_querying_the_copy_during_a_run_see_no_error(run: tuple[Path, P
     assert writer.returncode == 0, writer.stdout.read().decode()[-2000:]
     assert errors == []
     assert queries > 20
+
+
+def test_report_renders_in_a_headless_browser(run: tuple[Path, Path], tmp_path: Path) -> None:
+    """Open the report from disk in headless Chromium with the network cut off: every chart decodes and is
+    drawn at a readable size, the map shows many territory colours, and the tables are laid out."""
+    from matplotlib.colors import rgb_to_hsv
+    from matplotlib.image import imread
+    from playwright.sync_api import sync_playwright
+
+    warehouse, _ = run
+    report = warehouse.parent / "reports" / "territory_report.html"
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Chromium is missing: `make test` installs it (Debian package chromium)"
+    fetched: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync",
+        ])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+
+            def refuse(route) -> None:
+                fetched.append(route.request.url)
+                route.abort()
+
+            page.route("http*://**", refuse)
+            page.goto(report.as_uri(), wait_until="load")
+            images = page.evaluate("""[...document.images].map(i => ({
+                alt: i.alt, complete: i.complete, natural: i.naturalWidth,
+                shown: i.getBoundingClientRect().width, high: i.getBoundingClientRect().height}))""")
+            headings = page.evaluate("[...document.querySelectorAll('h2')].map(h => h.textContent)")
+            table_rows = page.evaluate("document.querySelectorAll('table.t tbody tr').length")
+            page.locator('img[alt="territory_map"]').screenshot(path=str(tmp_path / "map.png"))
+        finally:
+            browser.close()
+    assert fetched == []
+    assert {image["alt"] for image in images} == {"territory_map", "balance", "tier_mix"}
+    for image in images:
+        assert image["complete"] and image["natural"] > 300, image
+        assert image["shown"] > 300 and image["high"] > 150, image
+    assert {"Territory map", "Balance per criterion", "Tier mix", "Monitor status"} <= set(headings)
+    assert table_rows >= 3
+    # The rendered map is a picture of many territories: saturated pixels in many different hues, not a blank
+    # page or one colour (anti-aliasing of one colour stays in one hue bin).
+    hsv = rgb_to_hsv(imread(tmp_path / "map.png")[..., :3].reshape(-1, 3))
+    hues = np.unique(np.floor(hsv[(hsv[:, 1] > 0.35) & (hsv[:, 2] > 0.3), 0] * 36))
+    assert len(hues) >= 8, hues
