@@ -37,6 +37,8 @@ class ScoringPolicy(_Strict):
     prior_weights: dict[str, float] = {}
     min_category_rows: int = 20
     max_categories_per_feature: int = 30
+    # Placeholder values of extra account columns that mean "not filled in" (compared case-insensitively).
+    missing_value_tokens: list[str] = ["select", "n/a", "null", "nan", "-", "?", "not specified"]
     ece_bins: int = 10
     engagement_half_life_days: float = 30
     deal_value_cap_quantile: float = Field(0.95, gt=0, le=1)
@@ -60,16 +62,22 @@ class TerritoryScenario(_Strict):
     remove_reps: list[str] = []
     tolerance: float | None = Field(None, gt=0, lt=1)
     basis: str | None = Field(None, pattern="^(auto|geo|vertical)$")
+    # Plan from scratch, ignoring current owners' disruption budget; null = only when the basis changes
+    # (a switch from geographic to vertical territories cannot be reached by a few moves).
+    fresh: bool | None = None
 
 
 class TerritoryPolicy(_Strict):
     basis: str = Field("auto", pattern="^(auto|geo|vertical)$")
     min_geo_share: float = 0.8
-    tolerance: float = Field(0.10, gt=0, lt=1)
+    tolerance: float = Field(0.05, gt=0, lt=1)
     tolerances: dict[str, float] = {}
     owner_roles: list[str] = ["AE"]
     default_capacity_accounts: int | None = None
     random_seed: int = 7
+    # False: a run after the first keeps every account with its current rep and places only new accounts;
+    # moves come from rebalance proposals a person applies. True: every run re-plans within the budget.
+    replan_existing: bool = False
     max_moved_account_share: float = Field(0.05, ge=0, le=1)
     max_moved_potential_share: float = Field(0.05, ge=0, le=1)
     late_stages: list[str] = ["proposal", "negotiation", "commit", "contract"]
@@ -133,6 +141,9 @@ class OperationsPolicy(_Strict):
     sla_compliance_alert: float = Field(0.8, ge=0, le=1)
     # A rebalance proposal never moves more accounts than this; the rest is left to a full replan.
     rebalance_max_moves: int = Field(500, gt=0)
+    # The KPI marts count activities, meetings, created and closed opportunities over these many days up to
+    # the as-of date (90 matches the persona feature's window).
+    kpi_window_days: int = Field(90, gt=0)
 
 
 class Policy(_Strict):

@@ -32,6 +32,8 @@ from ml.policy import Policy, ScoringPolicy, TierPolicy
 LAYERS = ("fit", "engagement", "persona")
 LAYER_PREFIXES = {"fit": "fit_", "engagement": "eng_", "persona": "persona_"}
 SPLITS = ("train", "calibration", "test")
+# Metrics of out-of-fold predictions over every closed outcome: the held-out figure with the most rows.
+CROSS_VALIDATED = "cross_validated"
 TRAIN, CALIBRATION, TEST = range(3)
 TIERS = ("A", "B", "C")
 OTHER, MISSING = "other", "missing"
@@ -46,6 +48,8 @@ MIN_DATED_SHARE = 0.8
 MIN_NUMERIC_SHARE = 0.95
 # A non-negative number this skewed on training rows (counts, revenue) enters the model as log(1 + x).
 LOG_SCALE_MIN_SKEW = 2.0
+# A non-negative number that is exactly zero on at least this share of training rows gets a zero flag too.
+ZERO_FLAG_MIN_SHARE = 0.05
 # Gradient boosting settings: shallow trees and a slow rate, because layers train on a few thousand rows.
 BOOSTING_PARAMS = {"learning_rate": 0.1, "max_iter": 100, "max_leaf_nodes": 8, "min_samples_leaf": 40,
                    "l2_regularization": 1.0}
@@ -85,6 +89,8 @@ class ScoringResult:
     model: ChampionModel | None = None
     # The held-out test rows (account_id, won 0/1), so a challenger and the champion meet on the same data.
     held_out: pd.DataFrame | None = None
+    # Out-of-fold probability of every closed outcome (won 0/1, probability): the cross-validated reliability.
+    cross_validated: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -125,9 +131,11 @@ class _Encoding:
             x = self.source.values[pos]
             missing = np.isnan(x)
             filled = np.where(missing, self.fill, x)
-            if self.log_scale:
-                filled = np.log1p(np.maximum(filled, 0.0))
-            full = np.column_stack([filled, missing])
+            columns = [np.log1p(np.maximum(filled, 0.0)) if self.log_scale else filled, missing]
+            if len(self.keep) > 2:
+                # Zero-inflated counts (no visit at all) differ in kind from small ones: a flag of their own.
+                columns.append(~missing & (x == 0))
+            full = np.column_stack(columns)
         else:
             full = self.grouped(pos)[:, None] == np.arange(len(self.group_names))
         return full[:, self.keep].astype(float)
@@ -239,7 +247,12 @@ class _Run:
 
     @property
     def pos(self) -> np.ndarray:
+        """Each closed outcome's row in the sources: its account's, or its own point-in-time training row."""
         return self.closed["pos"].to_numpy()
+
+    @property
+    def account_pos(self) -> np.ndarray:
+        return self.closed["account"].to_numpy()
 
     @property
     def y(self) -> np.ndarray:
@@ -249,16 +262,41 @@ class _Run:
 # ---------------------------------------------------------------- public pure helpers
 
 
+def equal_mass_bins(p: np.ndarray, bins: int) -> np.ndarray:
+    """Bin of each prediction when rows sorted by p are cut into `bins` groups of (nearly) equal size.
+
+    Equal-mass bins each hold n / bins rows, so no bin's rate rests on a handful of rows the way the sparse
+    top bins of equal-width binning do; ties in p are cut by row order, deterministically.
+    """
+    p = np.asarray(p, dtype=float)
+    bin_of = np.empty(len(p), dtype=np.int64)
+    bin_of[np.argsort(p, kind="stable")] = np.arange(len(p)) * bins // max(len(p), 1)
+    return bin_of
+
+
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int) -> float:
-    """Share-weighted gap between mean prediction and observed rate over equal-width probability bins."""
+    """Share-weighted gap between mean prediction and observed rate over equal-mass probability bins."""
     y = np.asarray(y, dtype=float)
     p = np.asarray(p, dtype=float)
     if len(y) == 0:
         return float("nan")
-    bin_of = np.clip((p * bins).astype(int), 0, bins - 1)
     # Per bin, |sum(p) - sum(y)| / N equals its share times |mean p - mean y|.
-    gap = np.bincount(bin_of, weights=p - y, minlength=bins)
+    gap = np.bincount(equal_mass_bins(p, bins), weights=p - y, minlength=bins)
     return float(np.abs(gap).sum() / len(y))
+
+
+def reliability_table(y: np.ndarray, p: np.ndarray, bins: int) -> pd.DataFrame:
+    """Rows, mean predicted probability and observed rate per equal-mass bin (the reliability curve)."""
+    y = np.asarray(y, dtype=float)
+    p = np.asarray(p, dtype=float)
+    bin_of = equal_mass_bins(p, bins)
+    count = np.bincount(bin_of, minlength=bins)
+    used = count > 0
+    return pd.DataFrame({
+        "rows": count[used],
+        "mean_probability": np.bincount(bin_of, weights=p, minlength=bins)[used] / count[used],
+        "observed_rate": np.bincount(bin_of, weights=y, minlength=bins)[used] / count[used],
+    })
 
 
 def percentile_rank(values: np.ndarray) -> np.ndarray:
@@ -308,12 +346,19 @@ def score_accounts(
     scored_at: datetime,
     champion: ChampionModel | None = None,
     a_capacity: float | None = None,
+    training_features: pd.DataFrame | None = None,
+    training_signals: pd.DataFrame | None = None,
 ) -> ScoringResult:
     """Score every account in `features` against the closed (won/lost) opportunities in `outcomes`.
 
     `features` is account_features (account_id, identity columns, fit_* / eng_* / persona_* features);
     technologies, attributes and signals are its long tables and may have no rows. Every account gets a
-    row in account_scores, in the order of `features`. The `low_confidence` metric is one row (layer
+    row in account_scores, in the order of `features`. `training_features` (opportunity_id and eng_* /
+    persona_* columns, as the training_features mart computes them before each opportunity closed) and
+    `training_signals` (opportunity_id, layer, signal, value) describe each closed opportunity as it
+    stood before its cutoff, so no event after a deal closed feeds its training row; fit columns, technologies
+    and attributes are account fields with only a current value and come from the account. Without them
+    (None) every training row uses its account's as-of features. The `low_confidence` metric is one row (layer
     combined, split train) with value 1.0 or 0.0. Below the policy's minimum outcomes no model is trained:
     `champion` (the promoted model, when there is one) or else the policy's prior weights score the
     accounts. `a_capacity` caps the A tier at what the owner reps can work. Raises ValueError when
@@ -335,12 +380,14 @@ def score_accounts(
     if split.labels is None:
         return _base_rate_result(run, split, {})
     train = split.labels == TRAIN
+    rows, training_frame = _training_rows(run, training_features)
     train_pos, y_train = run.pos[train], run.y[train]
+    train_weight = np.bincount(run.account_pos[train], minlength=len(index))
     sources = (
-        _feature_sources(features)
-        + _technology_sources(technologies, index, np.bincount(train_pos, minlength=len(index)), scoring)
-        + _attribute_sources(attributes, index)
-        + _signal_sources(signals, index)
+        _feature_sources(pd.concat([features, training_frame], ignore_index=True))
+        + [_on_rows(s, rows) for s in _technology_sources(technologies, index, train_weight, scoring)]
+        + [_on_rows(s, rows) for s in _attribute_sources(attributes, index, scoring.missing_value_tokens)]
+        + _row_signal_sources(signals, training_signals, index, run)
     )
     fits, switched_off, comparisons, leaked = _fit_layers(sources, train_pos, y_train, scoring)
     run.notes["excluded_as_leaking"] = leaked
@@ -349,7 +396,7 @@ def score_accounts(
     )
     if not fits:
         return _base_rate_result(run, _Split("none", "no layer has a usable feature", None), switched_off)
-    return _model_result(run, split, fits, switched_off)
+    return _model_result(run, split, fits, switched_off, comparisons)
 
 
 def score_with_model(
@@ -381,37 +428,78 @@ def score_with_model(
     return result
 
 
-def _model_result(run: _Run, split: _Split, fits: dict[str, _LayerFit], switched_off: dict[str, str]) -> ScoringResult:
-    """Calibrate and combine the fitted layers, score every account, evaluate on every split."""
+def _model_result(
+    run: _Run, split: _Split, fits: dict[str, _LayerFit], switched_off: dict[str, str],
+    choices: dict[str, dict[str, float]],
+) -> ScoringResult:
+    """Calibrate and combine the fitted layers, score every account, evaluate on every split.
+
+    The layer models ran over the accounts' rows and the training rows after them, so one pass gives the
+    accounts' scores and the closed outcomes' held-out predictions.
+    """
     pos, y, labels = run.pos, run.y, split.labels
     cal = labels == CALIBRATION
-    contrib, blocks, logits = _layer_logits(fits, len(run.features))
+    n = len(run.features)
+    contrib, blocks, logits = _layer_logits(fits, n + len(run.closed))
     layer_probability = _calibrate_layers(logits, pos[cal], y[cal])
-    combiner = _fit_combiner(logits[pos[cal]], y[cal], run)
+    combiner, brier = _fit_combiner(logits[pos[cal]], y[cal], run.policy.scoring)
+    isotonic = combiner.isotonic is not None
+    run.notes["calibration"] = "isotonic" if isotonic else "sigmoid"
+    run.extra_metrics.extend([
+        ("combined", "calibration", "cv_brier_sigmoid", brier["sigmoid"]),
+        ("combined", "calibration", "cv_brier_isotonic", brier["isotonic"]),
+        ("combined", "calibration", "isotonic_chosen", float(isotonic)),
+    ])
     probability = combiner.probability(logits)
     per_layer = dict(zip(fits, layer_probability.T))
     run.notes["back_test_cutoff"] = _cutoff(run, labels)
+    held = _cross_validated(run, fits, choices, isotonic)
     return _result(run, split, labels, fits, switched_off, combiner, probability, per_layer,
-                   _explain(contrib, blocks, fits, combiner))
+                   _explain(contrib[:n], blocks, fits, combiner), held)
 
 
 def _result(
     run: _Run, split: _Split, labels: np.ndarray, fits: dict[str, _LayerFit], switched_off: dict[str, str],
     combiner: _Combiner | None, probability: np.ndarray, per_layer: dict[str, np.ndarray], factors: pl.Series,
+    cross_validated: np.ndarray | None = None,
 ) -> ScoringResult:
-    """The four tables, the summary and the reusable model from one path's probabilities."""
-    scores = _score_frame(run, {layer: 100.0 * p for layer, p in per_layer.items()}, probability, factors)
-    metrics = _metric_frame(run, per_layer | {"combined": probability}, labels)
+    """The four tables, the summary and the reusable model from one path's probabilities.
+
+    `probability` and `per_layer` cover the accounts' rows first, then any training rows of closed outcomes;
+    `cross_validated` is the out-of-fold probability of each closed outcome, when the run trained a model.
+    """
+    n = len(run.features)
+    scores = _score_frame(run, {layer: 100.0 * p[:n] for layer, p in per_layer.items()}, probability[:n], factors)
+    metrics = _metric_frame(run, per_layer | {"combined": probability}, labels, cross_validated)
     test = labels == TEST
+    tiers = _row_tiers(scores["tier"].to_numpy(), probability)
     return ScoringResult(
         account_scores=scores,
         metrics=metrics,
         weights=_weight_frame(run, fits, combiner),
-        tier_lift=_tier_lift(run, scores["tier"].to_numpy()[run.pos[test]], run.y[test]),
+        tier_lift=_tier_lift(run, tiers[run.pos[test]], run.y[test]),
         summary=_summary(run, split, labels, switched_off, fits, combiner, metrics),
-        model=_champion(run, fits, combiner, probability),
-        held_out=pd.DataFrame({"account_id": run.features["account_id"].to_numpy()[run.pos[test]], "won": run.y[test]}),
+        model=_champion(run, fits, combiner, probability[:n]),
+        held_out=pd.DataFrame({"account_id": run.features["account_id"].to_numpy()[run.account_pos[test]],
+                               "won": run.y[test]}),
+        cross_validated=None if cross_validated is None else pd.DataFrame({"won": run.y, "probability": cross_validated}),
     )
+
+
+def _row_tiers(account_tiers: np.ndarray, probability: np.ndarray) -> np.ndarray:
+    """Tiers of the accounts, then of each training row by where its probability falls among the accounts'.
+
+    A training row is A when its probability reaches the lowest A account's, else B when it reaches the
+    lowest B account's, so the back-test judges the cut-offs the accounts were actually tiered with.
+    """
+    n = len(account_tiers)
+    extra = probability[n:]
+    tiers = np.full(len(extra), "C", dtype=account_tiers.dtype)
+    for tier in ("B", "A"):
+        members = probability[:n][account_tiers == tier]
+        if len(members):
+            tiers[extra >= members.min()] = tier
+    return np.concatenate([account_tiers, tiers])
 
 
 def _cutoff(run: _Run, labels: np.ndarray) -> str | None:
@@ -476,13 +564,15 @@ def _fixed_model_result(run: _Run, fits: dict[str, _LayerFit], combiner: _Combin
 def _base_rate_result(run: _Run, split: _Split, switched_off: dict[str, str]) -> ScoringResult:
     """No model can be fitted: every account gets the base rate (0.5 without outcomes), low confidence."""
     run = replace(run, reasons=run.reasons or [split.note])
+    # The base rate is one number per account: every closed outcome is read at its account's row.
+    run.closed["pos"] = run.closed["account"]
     n = len(run.features)
     probability = np.full(n, run.y.mean() if len(run.y) else 0.5)
     factors = pl.Series(np.full(n, f"no model: {split.note}"), dtype=pl.String)
     scores = _score_frame(run, {}, probability, factors)
     # Every closed row fed the base rate, so they all count as training rows.
     labels = np.full(len(run.y), TRAIN, dtype=np.int8)
-    metrics = _metric_frame(run, {"combined": probability}, labels)
+    metrics = _metric_frame(run, {"combined": probability}, labels, None)
     off = {layer: switched_off.get(layer, f"no model: {split.note}") for layer in LAYERS}
     return ScoringResult(
         account_scores=scores,
@@ -526,6 +616,7 @@ def _closed_outcomes(outcomes: pd.DataFrame, index: pd.Index) -> tuple[pd.DataFr
         "pos": pos[keep],
         "y": (outcome[keep] == "won").to_numpy(dtype=int),
         "date": date[keep].reset_index(drop=True),
+        "account": pos[keep],
         "opportunity_id": outcomes["opportunity_id"][keep].astype(str).to_numpy(),
     })
     return closed, int((is_closed & (pos < 0)).sum())
@@ -535,7 +626,7 @@ def _facts(closed: pd.DataFrame, unmatched: int) -> dict:
     return {
         "closed_outcomes": len(closed),
         "won_outcomes": int(closed["y"].sum()),
-        "accounts_with_outcomes": int(closed["pos"].nunique()),
+        "accounts_with_outcomes": int(closed["account"].nunique()),
         "outcomes_without_account": unmatched,
     }
 
@@ -694,14 +785,20 @@ def _flag_source(name: str, label: str, pos: np.ndarray, n: int) -> _Source:
     return _Source(name, label, "fit", values, is_flag=True)
 
 
-def _attribute_sources(attributes: pd.DataFrame, index: pd.Index) -> list[_Source]:
-    """Extra account columns as fit inputs: numbers when nearly all values parse, else categories."""
+def _attribute_sources(attributes: pd.DataFrame, index: pd.Index, missing_tokens: list[str]) -> list[_Source]:
+    """Extra account columns as fit inputs: numbers when nearly all filled-in values parse, else categories.
+
+    A placeholder from `missing_tokens` ("Select", "N/A" ...) is a value nobody filled in: missing, so it
+    neither blocks a numeric column nor becomes a level of its own beside the empty values.
+    """
     if attributes.empty:
         return []
+    text = _text(attributes["value"])
+    text = text.mask(text.str.lower().isin([token.lower() for token in missing_tokens]))
     frame = pd.DataFrame({
         "pos": index.get_indexer(attributes["account_id"]),
         "attribute": attributes["attribute"].astype(str).to_numpy(),
-        "value": _text(attributes["value"]).array,
+        "value": text.array,
     })
     frame = frame[(frame["pos"] >= 0) & frame["value"].notna()]
     return [
@@ -721,27 +818,95 @@ def _attribute_source(name: str, pos: np.ndarray, text: pd.Series, n: int) -> _S
 
 def _signal_sources(signals: pd.DataFrame, index: pd.Index) -> list[_Source]:
     """One number per (layer, signal); accounts without the signal are missing."""
-    if signals.empty:
-        return []
+    return _signal_sources_at(_signal_frame(signals, index.get_indexer(signals["account_id"]), "account_signal_features"),
+                              len(index))
+
+
+def _row_signal_sources(
+    signals: pd.DataFrame, training_signals: pd.DataFrame | None, index: pd.Index, run: _Run
+) -> list[_Source]:
+    """Signals of the accounts, then of each closed outcome's training row (as of its cutoff when given)."""
+    n = len(index)
+    if training_signals is None:
+        rows = np.concatenate([np.arange(n), run.account_pos])
+        return [_on_rows(source, rows) for source in _signal_sources(signals, index)]
+    row_of = pd.Index(run.closed["opportunity_id"]).get_indexer(training_signals["opportunity_id"].astype(str))
+    frame = pd.concat([
+        _signal_frame(signals, index.get_indexer(signals["account_id"]), "account_signal_features"),
+        _signal_frame(training_signals, np.where(row_of >= 0, n + row_of, -1), "training_signal_features"),
+    ], ignore_index=True)
+    return _signal_sources_at(frame, n + len(run.closed))
+
+
+def _signal_frame(signals: pd.DataFrame, pos: np.ndarray, table: str) -> pd.DataFrame:
+    """Signal rows with their row position (-1 for unknown accounts), layer checked and value a number."""
     layer = signals["layer"].astype("string").str.strip().str.lower().fillna("<null>")
     unknown = sorted(set(layer.unique()) - set(LAYERS))
     if unknown:
-        raise ValueError(
-            f"account_signal_features has layer values {unknown}; use one of {list(LAYERS)} for every signal"
-        )
-    frame = pd.DataFrame({
-        "pos": index.get_indexer(signals["account_id"]),
-        "layer": layer,
-        "signal": signals["signal"].astype(str),
+        raise ValueError(f"{table} has layer values {unknown}; use one of {list(LAYERS)} for every signal")
+    return pd.DataFrame({
+        "pos": pos,
+        "layer": layer.to_numpy(dtype=object),
+        "signal": signals["signal"].astype(str).to_numpy(),
         "value": _finite(pd.to_numeric(signals["value"], errors="coerce").to_numpy(float, na_value=np.nan)),
     })
+
+
+def _signal_sources_at(frame: pd.DataFrame, n: int) -> list[_Source]:
     frame = frame[frame["pos"] >= 0]
     sources = []
     for (layer_name, signal), group in frame.groupby(["layer", "signal"], sort=True):
-        values = np.full(len(index), np.nan)
+        values = np.full(n, np.nan)
         values[group["pos"].to_numpy()] = group["value"].to_numpy()
         sources.append(_Source(f"signal:{signal}", _words(signal), str(layer_name), values))
     return sources
+
+
+def _on_rows(source: _Source, rows: np.ndarray) -> _Source:
+    """An account-level source on the row space: accounts first, then each training row's account."""
+    return replace(source, values=source.values[rows])
+
+
+def _training_rows(run: _Run, training_features: pd.DataFrame | None) -> tuple[np.ndarray, pd.DataFrame]:
+    """Give every closed outcome its own row after the accounts' rows, with its point-in-time features.
+
+    Returns the row -> account map and the training rows' feature columns: the account's, with every
+    eng_* / persona_* column replaced by the opportunity's own value where training_features has it.
+    """
+    features, closed = run.features, run.closed
+    n = len(features)
+    columns = [c for c in features.columns if _layer_of_column(str(c)) is not None]
+    frame = features[columns].iloc[run.account_pos].reset_index(drop=True)
+    closed["pos"] = n + np.arange(len(closed))
+    rows = np.concatenate([np.arange(n), run.account_pos])
+    if training_features is None:
+        run.notes["training_rows"] = f"all {len(closed)} from their account's as-of features (no point-in-time rows given)"
+        return rows, frame
+    timed = [c for c in columns if _layer_of_column(str(c)) in ("engagement", "persona")]
+    absent = sorted(set(timed) - set(training_features.columns))
+    if absent:
+        raise ValueError(
+            f"training_features lacks {absent}: every eng_* and persona_* column of account_features needs its "
+            "point-in-time value there (dbt_project/models/marts/training_features.sql), or training rows would "
+            "see events after their opportunity closed"
+        )
+    at = pd.Index(training_features["opportunity_id"].astype(str)).get_indexer(closed["opportunity_id"])
+    has = at >= 0
+    for column in timed:
+        own = training_features[column].iloc[np.where(has, at, 0)].reset_index(drop=True)
+        if pd.api.types.is_numeric_dtype(features[column]):
+            merged = np.where(has, pd.to_numeric(own, errors="coerce").to_numpy(float, na_value=np.nan),
+                              frame[column].to_numpy(float, na_value=np.nan))
+            frame[column] = merged > 0.5 if pd.api.types.is_bool_dtype(features[column]) else merged
+        else:
+            frame[column] = own.where(has, frame[column])
+    timely = training_features["is_point_in_time"].to_numpy(dtype=bool)[at[has]].sum() if "is_point_in_time" in \
+        training_features.columns else int(has.sum())
+    run.notes["training_rows"] = (
+        f"{int(timely)} of {len(closed)} closed opportunities described as of their cutoff (events before the "
+        f"close, else the creation time); {len(closed) - int(timely)} undated ones by their account's as-of features"
+    )
+    return rows, frame
 
 
 # ---------------------------------------------------------------- encoding (fitted on training rows)
@@ -753,11 +918,13 @@ def _encode(source: _Source, train_pos: np.ndarray, scoring: ScoringPolicy) -> _
         x = source.values[train_pos]
         if np.isnan(x).all():
             return None
-        columns = (source.name, f"{source.name}:missing")
         seen = x[~np.isnan(x)]
         skewed = seen.min() >= 0 and seen.std() > 0 and _skew(seen) > LOG_SCALE_MIN_SKEW
-        draft = _Encoding(source, columns, np.ones(2, bool), np.zeros(2), np.ones(2), float(np.median(seen)),
-                          log_scale=bool(skewed))
+        zeros = seen.min() >= 0 and np.mean(seen == 0) >= ZERO_FLAG_MIN_SHARE
+        columns = (source.name, f"{source.name}:missing") + ((f"{source.name}:zero",) if zeros else ())
+        width = len(columns)
+        draft = _Encoding(source, columns, np.ones(width, bool), np.zeros(width), np.ones(width),
+                          float(np.median(seen)), log_scale=bool(skewed))
     else:
         group_of, names = _group_levels(source, train_pos, scoring)
         columns = tuple(f"{source.name}={name}" for name in names)
@@ -848,16 +1015,26 @@ def _fit_layer(
         "cv_log_loss_logistic": logistic_loss[best_c], "cv_log_loss_boosting": boosting_loss,
         "regularization_c": best_c, "boosting_chosen": float(boosted), "cv_folds": float(len(folds)),
     }
-    if not boosted:
-        model = _logistic(best_c).fit(x, y)
+    return _fit_chosen(encodings, train_pos, y, comparison, scoring, x), comparison
+
+
+def _fit_chosen(
+    encodings: list[_Encoding], train_pos: np.ndarray, y: np.ndarray, choice: dict[str, float],
+    scoring: ScoringPolicy, x: np.ndarray | None = None,
+) -> _LayerFit:
+    """The layer model `choice` names (boosting, or logistic regression with its C) fitted on the rows."""
+    blocks = [e.design(train_pos) for e in encodings]
+    x = np.hstack(blocks) if x is None else x
+    if not choice["boosting_chosen"]:
+        model = _logistic(choice["regularization_c"]).fit(x, y)
         coefs = np.split(model.coef_[0], np.cumsum([b.shape[1] for b in blocks])[:-1])
-        return _LayerFit(tuple(encodings), tuple(coefs), float(model.intercept_[0])), comparison
+        return _LayerFit(tuple(encodings), tuple(coefs), float(model.intercept_[0]))
     with threadpool_limits(1, user_api="openmp"):
         booster = _boosting(scoring.random_seed).fit(x, y)
     draft = _LayerFit(tuple(encodings), (), 0.0, booster)
     effect = np.abs(draft.contributions(draft.encodings, train_pos)[0]).mean(axis=0)
     coefs = tuple(np.full(len(e.columns), value) for e, value in zip(encodings, effect))
-    return replace(draft, coefs=coefs), comparison
+    return replace(draft, coefs=coefs)
 
 
 def _logistic(c: float) -> LogisticRegression:
@@ -931,35 +1108,67 @@ def _fit_platt(score: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(result.x[0]), float(result.x[1])
 
 
-def _fit_combiner(layer_logits: np.ndarray, y: np.ndarray, run: _Run) -> _Combiner:
-    """Logistic weights on the layer logits, calibrated on out-of-fold combiner scores.
+def _fit_combiner(
+    layer_logits: np.ndarray, y: np.ndarray, scoring: ScoringPolicy, isotonic: bool | None = None
+) -> tuple[_Combiner, dict[str, float]]:
+    """Logistic weights on the layer logits, calibrated on out-of-fold combiner scores; and the Brier scores.
 
     Sigmoid (Platt) unless isotonic has a clearly lower cross-validated Brier score on those scores: the
-    step function needs more rows to be smooth, so it must earn its place.
+    step function needs more rows to be smooth, so it must earn its place. `isotonic` fixes the choice.
     """
-    scoring = run.policy.scoring
     c, seed = scoring.regularization_c, scoring.random_seed
     model = _logistic(c).fit(layer_logits, y)
     held = _out_of_fold_logits(layer_logits, y, c, seed)
     slope, offset = _fit_platt(held, y)
     brier = {"sigmoid": float("nan"), "isotonic": float("nan")}
     folds = min(CALIBRATION_FOLDS, int(min(y.sum(), len(y) - y.sum())))
-    if folds >= 2:
+    if folds >= 2 and isotonic is None:
         p_sigmoid, p_isotonic = np.empty(len(y)), np.empty(len(y))
         for fit_rows, held_rows in StratifiedKFold(folds, shuffle=True, random_state=seed).split(held, y):
             a, b = _fit_platt(held[fit_rows], y[fit_rows])
             p_sigmoid[held_rows] = expit(a * held[held_rows] + b)
             p_isotonic[held_rows] = _isotonic(held[fit_rows], y[fit_rows]).predict(held[held_rows])
         brier = {"sigmoid": float(np.mean((p_sigmoid - y) ** 2)), "isotonic": float(np.mean((p_isotonic - y) ** 2))}
-    isotonic = brier["isotonic"] < brier["sigmoid"] * (1 - scoring.calibration_choice_min_gain)
-    run.notes["calibration"] = "isotonic" if isotonic else "sigmoid"
-    run.extra_metrics.extend([
-        ("combined", "calibration", "cv_brier_sigmoid", brier["sigmoid"]),
-        ("combined", "calibration", "cv_brier_isotonic", brier["isotonic"]),
-        ("combined", "calibration", "isotonic_chosen", float(isotonic)),
-    ])
-    return _Combiner(model.coef_[0].copy(), float(model.intercept_[0]), slope, offset,
-                     _isotonic(held, y) if isotonic else None)
+    if isotonic is None:
+        isotonic = brier["isotonic"] < brier["sigmoid"] * (1 - scoring.calibration_choice_min_gain)
+    combiner = _Combiner(model.coef_[0].copy(), float(model.intercept_[0]), slope, offset,
+                         _isotonic(held, y) if isotonic else None)
+    return combiner, brier
+
+
+def _cross_validated(
+    run: _Run, fits: dict[str, _LayerFit], choices: dict[str, dict[str, float]], isotonic: bool
+) -> np.ndarray:
+    """Out-of-fold conversion probability of every closed outcome, for a held-out ECE on thousands of rows.
+
+    Per fold the whole recipe is refitted on the other folds: their rows split into train and calibration
+    in the run's proportions (stratified at random), encodings and layer models (the run's model choices)
+    on train, combiner and calibration on calibration; the fold's rows are then predicted, never seen.
+    """
+    scoring = run.policy.scoring
+    pos, y = run.pos, run.y
+    rng = np.random.default_rng(scoring.random_seed)
+    calibration_share = scoring.calibration_share / (1 - scoring.test_share)
+    held = np.empty(len(y))
+    for rest, fold in _folds(y, scoring):
+        in_calibration = np.zeros(len(rest), dtype=bool)
+        for cls in (0, 1):
+            rows = rng.permutation(np.flatnonzero(y[rest] == cls))
+            in_calibration[rows[:_share(len(rows), calibration_share)]] = True
+        fit_rows, cal_rows = rest[~in_calibration], rest[in_calibration]
+        logits = []
+        for layer, fit in fits.items():
+            encodings = [e for e in (_encode(old.source, pos[fit_rows], scoring) for old in fit.encodings) if e is not None]
+            if encodings:
+                refit = _fit_chosen(encodings, pos[fit_rows], y[fit_rows], choices[layer], scoring)
+                logits.append(refit.contributions(refit.encodings, pos[np.concatenate([cal_rows, fold])])[1])
+        if not logits:
+            held[fold] = y[fit_rows].mean()
+            continue
+        logits = np.column_stack(logits)
+        combiner, _ = _fit_combiner(logits[:len(cal_rows)], y[cal_rows], scoring, isotonic)
+        held[fold] = combiner.probability(logits[len(cal_rows):])
+    return held
 
 
 def _isotonic(score: np.ndarray, y: np.ndarray) -> IsotonicRegression:
@@ -1181,8 +1390,14 @@ def _capacity_tiers(run: _Run, probability: np.ndarray, priority: np.ndarray) ->
     return tiers
 
 
-def _metric_frame(run: _Run, probabilities: dict[str, np.ndarray], labels: np.ndarray) -> pd.DataFrame:
-    """Metrics of each layer's and the combined probability on every split, plus the low-confidence flag."""
+def _metric_frame(
+    run: _Run, probabilities: dict[str, np.ndarray], labels: np.ndarray, cross_validated: np.ndarray | None
+) -> pd.DataFrame:
+    """Metrics of each layer's and the combined probability on every split, plus the low-confidence flag.
+
+    With a trained model the combined probability is also judged on split `cross_validated`: the
+    out-of-fold predictions of every closed outcome (see _cross_validated), with its fold count.
+    """
     pos, y, bins = run.pos, run.y, run.policy.scoring.ece_bins
     records = [
         (run.model_version, layer, split, metric, value)
@@ -1191,8 +1406,13 @@ def _metric_frame(run: _Run, probabilities: dict[str, np.ndarray], labels: np.nd
         for metric, value in binary_metrics(y[labels == code], probability[pos[labels == code]], bins).items()
     ]
     records.append((run.model_version, "combined", "train", "low_confidence", float(bool(run.reasons))))
-    # ECE depends on its bin count, so the count travels with it.
+    # ECE depends on its bins, so the count travels with it (the bins are equal-mass: see equal_mass_bins).
     records.append((run.model_version, "combined", "test", "ece_bins", float(bins)))
+    if cross_validated is not None:
+        records += [(run.model_version, "combined", CROSS_VALIDATED, metric, value)
+                    for metric, value in binary_metrics(y, cross_validated, bins).items()]
+        records += [(run.model_version, "combined", CROSS_VALIDATED, "ece_bins", float(bins)),
+                    (run.model_version, "combined", CROSS_VALIDATED, "folds", float(len(_folds(y, run.policy.scoring))))]
     records += [(run.model_version, *row) for row in run.extra_metrics]
     return pd.DataFrame(records, columns=list(METRIC_COLUMNS))
 
@@ -1241,8 +1461,11 @@ def _summary(
     combiner: _Combiner | None,
     metrics: pd.DataFrame,
 ) -> dict:
-    test = metrics[(metrics["layer"] == "combined") & (metrics["split"] == "test")]
+    combined = metrics[metrics["layer"] == "combined"]
+    test = combined[combined["split"] == "test"]
     test_value = {metric: float(value) for metric, value in zip(test["metric"], test["value"])}
+    cv = combined[combined["split"] == CROSS_VALIDATED]
+    cv_value = {metric: float(value) for metric, value in zip(cv["metric"], cv["value"])}
     counts = np.bincount(labels, minlength=len(SPLITS))
     return {
         "model_version": run.model_version,
@@ -1263,6 +1486,11 @@ def _summary(
         "test_brier": test_value.get("brier"),
         "test_ece": test_value.get("ece"),
         "test_log_loss": test_value.get("log_loss"),
+        "cross_validated_auc": cv_value.get("auc"),
+        "cross_validated_brier": cv_value.get("brier"),
+        "cross_validated_ece": cv_value.get("ece"),
+        "cross_validated_n": int(cv_value["n"]) if "n" in cv_value else None,
+        "ece_scheme": f"{run.policy.scoring.ece_bins} equal-mass bins (rows sorted by predicted probability)",
         "low_confidence": bool(run.reasons),
         "low_confidence_reasons": run.reasons,
         "ece_bins": run.policy.scoring.ece_bins,

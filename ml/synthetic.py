@@ -160,6 +160,17 @@ OPEN_STAGES: tuple[tuple[str, float], ...] = (("Prospecting", 0.6), ("Negotiatio
 ACTIVITY_TYPES: tuple[tuple[str, float], ...] = (("call", 0.40), ("email", 0.45), ("meeting", 0.15))
 ACTIVITY_RATE = 1.0
 ACTIVITY_SLOPE = 0.6
+# Speed to lead: an account created inside the history window gets a first touch (its owner's, else an
+# inbound SDR's) after a lognormal delay whose median falls from FIRST_TOUCH_SLOW_HOURS for the least likely
+# buyers to FIRST_TOUCH_FAST_HOURS for the likeliest, so most land inside the tier SLA (A 4 h, B 24 h, C 72 h).
+FIRST_TOUCH_FAST_HOURS = 0.3
+FIRST_TOUCH_SLOW_HOURS = 24.0
+FIRST_TOUCH_SIGMA = 0.8
+# A minority is dropped: touched 3-20 times later than planned, or never touched at all.
+FIRST_TOUCH_LATE_SHARE = 0.06
+FIRST_TOUCH_LATE_FACTOR = (3.0, 20.0)
+FIRST_TOUCH_NEVER_SHARE = 0.03
+FIRST_TOUCH_TYPES: tuple[tuple[str, float], ...] = (("call", 0.55), ("email", 0.45))
 INTENT_SIGNAL_SHARE = 0.60
 RANK_SIGNAL_SHARE = 0.50
 
@@ -274,6 +285,7 @@ def generate_export(
     city, lat, lon = _place_accounts(_rng(seed, "geography"), n_accounts)
     city_share = np.bincount(city, minlength=len(US_CITIES)) / n_accounts
     reps, rep_region, owner_eligible = _make_reps(_rng(seed, "reps"), n_accounts, city_share, as_of)
+    inbound_reps = np.flatnonzero((reps["role"] == "SDR").to_numpy())
     owner = _assign_owners(_rng(seed, "owners"), _region(lat, lon), rep_region, owner_eligible)
     accounts, population = _make_accounts(_rng(seed, "accounts"), city, lat, lon, owner, reps["rep_id"], as_of_us)
 
@@ -289,7 +301,7 @@ def generate_export(
     for k in range(n_chunks):
         stop = min((k + 1) * CHUNK_ACCOUNTS, n_accounts)
         chunk = population.slice(k * CHUNK_ACCOUNTS, stop)
-        truth = _write_chunk(seed, k, chunk, reps["rep_id"], as_of_us, sinks, orphan_share)
+        truth = _write_chunk(seed, k, chunk, reps["rep_id"], inbound_reps, as_of_us, sinks, orphan_share)
         truth_sink.write(truth)
         probability_sum += float(truth["true_probability"].sum())
         report("account_chunks", stop / n_accounts)
@@ -637,8 +649,8 @@ def _company_names(rng: np.random.Generator, n: int) -> tuple[pl.Series, pl.Seri
 
 
 def _write_chunk(
-    seed: int, k: int, chunk: _Population, rep_ids: pl.Series, as_of_us: int, sinks: dict[str, _TableSink],
-    orphan_share: float,
+    seed: int, k: int, chunk: _Population, rep_ids: pl.Series, inbound_reps: np.ndarray, as_of_us: int,
+    sinks: dict[str, _TableSink], orphan_share: float,
 ) -> pl.DataFrame:
     """Generate and append every child table for one chunk of accounts; return the chunk's truth rows."""
     contacts, latents = _contacts_chunk(_rng(seed, "contacts", k), chunk, sinks["contacts"].rows, as_of_us)
@@ -656,7 +668,8 @@ def _write_chunk(
     ))
     sinks["activities"].write(_orphan_rows(
         _rng(seed, "orphan_activities", k),
-        _activities_chunk(_rng(seed, "activities", k), chunk, rep_ids, sinks["activities"].rows, as_of_us),
+        _activities_chunk(_rng(seed, "activities", k), chunk, probability, rep_ids, inbound_reps,
+                          sinks["activities"].rows, as_of_us),
         orphan_share,
     ))
     sinks["account_signals"].write(_signals_chunk(_rng(seed, "signals", k), chunk, as_of_us))
@@ -799,22 +812,58 @@ def _opportunities_chunk(
 
 
 def _activities_chunk(
-    rng: np.random.Generator, chunk: _Population, rep_ids: pl.Series, first_id: int, as_of_us: int
+    rng: np.random.Generator, chunk: _Population, probability: np.ndarray, rep_ids: pl.Series,
+    inbound_reps: np.ndarray, first_id: int, as_of_us: int,
 ) -> pl.DataFrame:
-    """Owner touches on owned, targeted accounts; more and more recent on higher-intent accounts."""
-    worked = (chunk.owner >= 0) & chunk.targeted
+    """A first touch on every account created in the history window, then owner touches on owned, targeted
+    accounts: more and more recent on higher-intent accounts, never before the account's first touch."""
+    new = chunk.created_us > as_of_us - _HISTORY_S * _US
+    first_account, first_us, first_rep = _first_touches(rng, chunk, new, probability, inbound_reps, as_of_us)
+    # A new account's follow-ups come after its first touch; a dropped one gets none.
+    follow_from_us = np.full(chunk.size, as_of_us - _HISTORY_S * _US)
+    follow_from_us[new] = as_of_us
+    follow_from_us[first_account] = first_us
+    worked = (chunk.owner >= 0) & chunk.targeted & (follow_from_us < as_of_us)
     counts = rng.poisson(ACTIVITY_RATE * np.exp(ACTIVITY_SLOPE * chunk.intent)) * worked
     account = np.repeat(np.arange(chunk.size), counts)
-    seconds = _seconds_before(rng, np.exp(RECENCY_SLOPE * chunk.intent[account]))
+    span_s = np.maximum((as_of_us - follow_from_us[account]) // _US, 1)
+    pull = np.exp(RECENCY_SLOPE * chunk.intent[account])
+    seconds = 1 + np.floor((span_s - 1) * rng.random(account.size) ** pull).astype(np.int64)
+    follow_type = rng.choice(len(ACTIVITY_TYPES), size=account.size, p=_shares(ACTIVITY_TYPES))
+    first_type = rng.choice(len(FIRST_TOUCH_TYPES), size=first_account.size, p=_shares(FIRST_TOUCH_TYPES))
+    type_labels = _labels(a for a, _ in ACTIVITY_TYPES)
+    first_labels = _labels(a for a, _ in FIRST_TOUCH_TYPES)
     return pl.DataFrame({
-        "account_id": chunk.account_ids.gather(account),
-        "occurred_at": _timestamps(as_of_us - seconds * _US),
-        "activity_id": _ids("activities", first_id, account.size),
-        "rep_id": rep_ids.gather(chunk.owner[account]),
-        "activity_type": _labels(a for a, _ in ACTIVITY_TYPES).gather(
-            rng.choice(len(ACTIVITY_TYPES), size=account.size, p=_shares(ACTIVITY_TYPES))
-        ),
+        "account_id": chunk.account_ids.gather(np.concatenate([first_account, account])),
+        "occurred_at": _timestamps(np.concatenate([first_us, as_of_us - seconds * _US])),
+        "activity_id": _ids("activities", first_id, first_account.size + account.size),
+        "rep_id": rep_ids.gather(np.concatenate([first_rep, chunk.owner[account]])),
+        "activity_type": pl.concat([first_labels.gather(first_type), type_labels.gather(follow_type)]),
     })
+
+
+def _first_touches(
+    rng: np.random.Generator, chunk: _Population, new: np.ndarray, probability: np.ndarray,
+    inbound_reps: np.ndarray, as_of_us: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Account index, time and rep index of the first touch of each new account (created in the history window).
+
+    Reps work the likeliest buyers first (the truth's probability percentile in the chunk stands in for the
+    tier they see); owned accounts are touched by their owner, unowned ones by an inbound SDR.
+    """
+    percentile = (np.argsort(np.argsort(probability, kind="stable"), kind="stable") + 0.5) / max(chunk.size, 1)
+    median_hours = FIRST_TOUCH_FAST_HOURS * (FIRST_TOUCH_SLOW_HOURS / FIRST_TOUCH_FAST_HOURS) ** (1 - percentile)
+    hours = median_hours * np.exp(rng.normal(0.0, FIRST_TOUCH_SIGMA, chunk.size))
+    fate = rng.random(chunk.size)
+    late_factor = np.exp(rng.uniform(*np.log(FIRST_TOUCH_LATE_FACTOR), chunk.size))
+    hours = np.where(fate < FIRST_TOUCH_LATE_SHARE, hours * late_factor, hours)
+    # Every export has at least two SDRs (see _make_reps).
+    inbound = inbound_reps[rng.integers(0, inbound_reps.size, chunk.size)]
+    touched_us = chunk.created_us + np.round(hours * 3600 * _US).astype(np.int64)
+    touched = new & (fate < 1 - FIRST_TOUCH_NEVER_SHARE) & (touched_us < as_of_us)
+    account = np.flatnonzero(touched)
+    rep = np.where(chunk.owner[account] >= 0, chunk.owner[account], inbound[account])
+    return account, touched_us[account], rep
 
 
 def _signals_chunk(rng: np.random.Generator, chunk: _Population, as_of_us: int) -> pl.DataFrame:

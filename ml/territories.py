@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from ortools.sat.python import cp_model
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, linear_sum_assignment, linprog, milp
 from scipy.sparse.csgraph import connected_components
@@ -98,6 +99,33 @@ BUDGET_SHARE_OF_BAND_PENALTY = 0.2
 # The MIP puts balance far above distance: trading slack for distance makes it much harder to prove
 # optimal, and balance is what is left to fix at that stage.
 MIP_PENALTY_FACTOR = 1e3
+
+# When the bands cannot all hold (a few whales among a few accounts per territory), workload and A-tier
+# count, which follow from the tiers, give way before potential and account count: their slack is cheaper.
+CRITERION_SLACK_WEIGHT = np.array([1.0, 0.25, 0.25, 1.0])
+PRIMARY_CRITERIA = (POTENTIAL, COUNT)
+
+# Books with at most this many unit-territory pairs are planned exactly: Lloyd rounds of an integer
+# assignment over every pair (CP-SAT, hinted with the plan so far) in the policy's own band, since no
+# rounding follows that would need the narrower LP band's headroom.
+EXACT_MAX_PAIRS = 12_000
+# Deviations are compared with the tolerance in floating point: a hair inside the band keeps a territory
+# exactly at its edge (105 accounts for a target of 100) from reading as outside.
+EXACT_BAND_MARGIN = 1e-6
+EXACT_ROUNDS = 20
+EXACT_TIME_LIMIT_S = 30.0
+EXACT_ROUND_TIME_LIMIT_S = 10.0
+# Each round stops on CP-SAT's deterministic clock (work done, not seconds passed), with one worker, so
+# the same book gives the same plan on any machine; the wall-clock limits above are only a guard.
+EXACT_ROUND_DETERMINISTIC_LIMIT = 5.0
+EXACT_WORKERS = 1
+EXACT_MIN_GAIN = 0.005
+# CP-SAT works in integers: continuous criteria in EXACT_LOAD_SCALE units per mean target (whole-number
+# criteria in accounts), costs in 1/EXACT_COST_SCALE of a typical distance.
+EXACT_LOAD_SCALE = 1e7
+EXACT_COST_SCALE = 1e3
+# Budget rows in 1/EXACT_BUDGET_SCALE of an account.
+EXACT_BUDGET_SCALE = 1e3
 
 LP_TIME_LIMIT_S = 60.0
 MIP_TIME_LIMIT_S = 10.0
@@ -208,8 +236,10 @@ class _Problem:
     target: np.ndarray
     # Totals per territory of the units no solve moves.
     base_load: np.ndarray
-    band: float
-    repair_band: float
+    band: np.ndarray
+    repair_band: np.ndarray
+    # The policy's own band (whole-number criteria at least one account wide), for the exact solve.
+    exact_band: np.ndarray
     capacity: np.ndarray
     typical_km: float
     # Territories before and after each territory in the industry order, -1 at the ends.
@@ -288,6 +318,18 @@ def account_geometry(
     return acc.xyz, acc.criteria
 
 
+def assignment_balance(
+    accounts: pd.DataFrame, reps: pd.DataFrame, policy: TerritoryPolicy, workload_weights: dict[str, float]
+) -> dict[str, float]:
+    """Largest deviation per criterion of the assignment in `accounts.owner_rep_id`, measured exactly as a
+    plan's balance is (ramp-shared targets among the owner reps); accounts whose rep owns no territory are
+    left out, so a rebalance sees the book as it stands."""
+    owners = _owner_reps(reps, policy, [])
+    acc = _account_arrays(accounts, owners, workload_weights, policy, [])
+    placed = acc.owner >= 0
+    return _deviations(_totals(acc.criteria[placed], acc.owner[placed], len(owners)), _ramp_shares(owners, policy))
+
+
 def measure_assignment(
     xyz: np.ndarray, criteria: np.ndarray, territory: np.ndarray, k: int
 ) -> dict[str, float]:
@@ -302,6 +344,11 @@ def measure_assignment(
 
 # ---------------------------------------------------------------------------------------------------
 # Inputs
+
+
+def owner_rep_ids(reps: pd.DataFrame, policy: TerritoryPolicy) -> list[str]:
+    """The reps who own a territory under the policy (its owner roles, or every rep when none has one)."""
+    return _owner_reps(reps, policy, [])["rep_id"].astype(str).tolist()
 
 
 def _owner_reps(reps: pd.DataFrame, policy: TerritoryPolicy, warnings: list[str]) -> pd.DataFrame:
@@ -750,6 +797,7 @@ def _problem(
         base_load=_fixed_totals(units, territory, np.flatnonzero(~fixed), k),
         band=with_whole_floor(tolerance * BAND_SHARE_OF_TOLERANCE, target),
         repair_band=with_whole_floor(tolerance * REPAIR_BAND_SHARE_OF_TOLERANCE, target),
+        exact_band=with_whole_floor(tolerance * (1 - EXACT_BAND_MARGIN), target),
         capacity=capacity,
         typical_km=_typical_km(units, territory, k),
         neighbours=neighbours,
@@ -819,9 +867,11 @@ def _refine(units: _Units, territory: np.ndarray, problem: _Problem, log: _Solve
             break
         current = best
         territory = current[items.of_unit]
-    if solution is None:
-        return territory
-    return _repair(units, items, _pin_large_items(items, solution, problem, log), problem, log)
+    if solution is not None:
+        territory = _repair(units, items, _pin_large_items(items, solution, problem, log), problem, log)
+    if units.size * problem.k <= EXACT_MAX_PAIRS:
+        territory = _exact(units, territory, problem, log)
+    return territory
 
 
 def _items(units: _Units, territory: np.ndarray, problem: _Problem) -> _Items:
@@ -1017,7 +1067,6 @@ def _solve(
     cap_row = np.full(k, -1)
     cap_row[bounded] = np.arange(bounded.size)
     capped = cap_row[cols] >= 0
-    n_band, n_rows = k * n_crit, 2 * k * n_crit + bounded.size
     n_budget = 0 if moves is None or not moves.any() else 2
     n_band, n_rows = k * n_crit, 2 * k * n_crit + bounded.size + n_budget
     # Slack columns, one per row, measure deviations in means of their criterion (budget rows: in
@@ -1063,7 +1112,7 @@ def _solve(
     budget_penalty = penalty * BUDGET_SHARE_OF_BAND_PENALTY / max(problem.target[:, COUNT].mean(), 1.0)
     c = np.r_[
         cost,
-        np.full(2 * n_band, penalty),
+        np.tile(penalty * CRITERION_SLACK_WEIGHT, 2 * k),
         np.full(bounded.size, penalty * CAPACITY_PENALTY_FACTOR),
         np.full(n_budget, budget_penalty),
     ]
@@ -1072,6 +1121,155 @@ def _solve(
     else:
         x = _run_lp(log, step, c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=np.ones(len(item)), bounds=(0, None))
     return None if x is None else np.clip(x[:n_pairs], 0.0, 1.0)
+
+
+def _exact(units: _Units, territory: np.ndarray, problem: _Problem, log: _SolverLog) -> np.ndarray:
+    """Lloyd rounds of the exact assignment, from the plan so far: recentre, give every unit the
+    territory of least cost with every territory in the policy's band, until nothing moves. Each round
+    is hinted with the last answer, so the plan only gets better; the rounds share a time cap."""
+    unit_items = _unit_items(units, problem)
+    rows = np.repeat(np.arange(units.size), problem.k)
+    cols = np.tile(np.arange(problem.k), units.size)
+    moves = _pair_moves(unit_items, rows, cols)
+    deadline = time.perf_counter() + EXACT_TIME_LIMIT_S
+    previous = np.inf
+    for _ in range(EXACT_ROUNDS):
+        seconds = min(EXACT_ROUND_TIME_LIMIT_S, deadline - time.perf_counter())
+        if seconds <= 0:
+            break
+        _recentre(problem, units, territory)
+        cost = _pair_costs(unit_items, rows, cols, problem)
+        # Hard bands guide CP-SAT to balanced plans far better than high prices do; elastic ones are
+        # the fallback when it finds no plan inside them (the hint alone is always a solution there).
+        solved = _solve_exact(log, rows, cols, cost, units.criteria, problem, moves, territory, seconds, True)
+        inside = solved is not None
+        if solved is None:
+            seconds = min(EXACT_ROUND_TIME_LIMIT_S, deadline - time.perf_counter())
+            solved = _solve_exact(
+                log, rows, cols, cost, units.criteria, problem, moves, territory, max(seconds, 1.0), False
+            )
+        if solved is None or np.array_equal(solved[0], territory):
+            break
+        if not inside:
+            # No plan meets the bands: one elastic round, kept only if no primary criterion's worst
+            # territory gets worse (a cheaper price mix is no reason to overload a rep further).
+            if (_worst_primary(units, solved[0], problem) <= _worst_primary(units, territory, problem) + 1e-9).all():
+                territory = solved[0]
+            break
+        territory, objective = solved
+        # Later rounds only polish: stop once a round gains less than EXACT_MIN_GAIN of the objective.
+        if objective > previous * (1 - EXACT_MIN_GAIN):
+            break
+        previous = objective
+    return territory
+
+
+def _worst_primary(units: _Units, territory: np.ndarray, problem: _Problem) -> np.ndarray:
+    """Largest relative deviation from target over the territories, per primary criterion."""
+    totals = problem.base_load + _totals(units.criteria, territory, problem.k)
+    primary = list(PRIMARY_CRITERIA)
+    target = problem.target[:, primary]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.nan_to_num(np.abs(totals[:, primary] / target - 1)).max(axis=0)
+
+
+def _solve_exact(
+    log: _SolverLog,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    cost: np.ndarray,
+    criteria: np.ndarray,
+    problem: _Problem,
+    moves: np.ndarray,
+    hint: np.ndarray,
+    seconds: float,
+    hard: bool,
+) -> tuple[np.ndarray, float] | None:
+    """Territory per item of the cheapest integer assignment among the pairs (CP-SAT) with every
+    territory in the policy's band and under capacity, and the disruption budget kept; elastic like
+    `_solve`, at the MIP's price; with `hard`, the bands of the primary criteria are not elastic.
+    Returns the territories and the objective, or None when CP-SAT reports no solution."""
+    k, n_crit = problem.k, len(CRITERIA)
+    started = time.perf_counter()
+    model = cp_model.CpModel()
+    series = model.new_bool_var_series("x", pd.RangeIndex(len(rows)))
+    x = series.to_list()
+    by_item = np.argsort(rows, kind="stable")
+    for pairs in np.split(by_item, np.flatnonzero(np.diff(rows[by_item])) + 1):
+        model.add_exactly_one([x[p] for p in pairs])
+    mean = problem.target.mean(axis=0)
+    per_mean = np.where(np.isin(np.arange(n_crit), WHOLE_CRITERIA), mean, EXACT_LOAD_SCALE)
+    scale = per_mean / np.maximum(mean, 1e-300)
+    load = np.rint(criteria[rows] * scale).astype(np.int64)
+    # Rounding each continuous load may add up to half a unit per item: the bands shrink by that much.
+    margin = np.where(np.isin(np.arange(n_crit), WHOLE_CRITERIA), 0, len(np.unique(rows)) // 2 + 1)
+    hi = np.floor((problem.target * (1 + problem.exact_band) - problem.base_load) * scale) - margin
+    lo = np.ceil((problem.target * (1 - problem.exact_band) - problem.base_load) * scale) + margin
+    penalty = _slack_penalty(cost, criteria[rows, COUNT], problem) * MIP_PENALTY_FACTOR * EXACT_COST_SCALE
+    hinted = cols == hint[rows]
+    # The hint is complete (slacks included), so CP-SAT starts from a solution: the plan so far.
+    slack_terms, slack_prices, slack_hint = [], [], []
+
+    def elastic(
+        pairs: np.ndarray, coefficients: np.ndarray, low: float | None, high: float, price: float | None
+    ) -> None:
+        """sum(coefficients * x[pairs]) within [low, high], each unit outside costing `price`
+        (no unit outside at all when price is None)."""
+        expression = cp_model.LinearExpr.weighted_sum([x[p] for p in pairs], coefficients.tolist())
+        if price is None:
+            model.add_linear_constraint(expression, int(low), int(high))
+            return
+        reach = int(np.abs(coefficients).sum() + abs(high) + abs(low or 0)) + 1
+        value = int(coefficients[hinted[pairs]].sum())
+        over = model.new_int_var(0, reach, "")
+        model.add(expression - over <= int(high))
+        slack_terms.append(over)
+        slack_hint.append(max(value - int(high), 0))
+        if low is not None:
+            under = model.new_int_var(0, reach, "")
+            model.add(expression + under >= int(low))
+            slack_terms.append(under)
+            slack_hint.append(max(int(low) - value, 0))
+        slack_prices.extend([max(round(price), 1)] * (1 if low is None else 2))
+
+    for t in range(k):
+        pairs = np.flatnonzero(cols == t)
+        for j in np.flatnonzero(mean > 0):
+            price = penalty * CRITERION_SLACK_WEIGHT[j] / per_mean[j]
+            elastic(
+                pairs, load[pairs, j], lo[t, j], hi[t, j], None if hard and j in PRIMARY_CRITERIA else price
+            )
+        if np.isfinite(problem.capacity[t]):
+            high = problem.capacity[t] - problem.base_load[t, COUNT]
+            elastic(pairs, load[pairs, COUNT], None, high, penalty * CAPACITY_PENALTY_FACTOR / mean[COUNT])
+    # Budget rows count accounts, potential at the mean potential per account, as in `_solve`.
+    per_account = np.array([1.0, max(mean[POTENTIAL] / max(mean[COUNT], 1.0), 1e-12)])
+    for j in np.flatnonzero(moves.any(axis=0)):
+        moved = np.flatnonzero(moves[:, j] > 0)
+        coefficients = np.rint(moves[moved, j] / per_account[j] * EXACT_BUDGET_SCALE).astype(np.int64)
+        high = np.floor(problem.budget[j] / per_account[j] * EXACT_BUDGET_SCALE)
+        price = penalty * BUDGET_SHARE_OF_BAND_PENALTY / max(mean[COUNT], 1.0) / EXACT_BUDGET_SCALE
+        elastic(moved, coefficients, None, high, price)
+    model.minimize(
+        cp_model.LinearExpr.weighted_sum(x, np.rint(cost * EXACT_COST_SCALE).astype(np.int64).tolist())
+        + cp_model.LinearExpr.weighted_sum(slack_terms, slack_prices)
+    )
+    model.proto.solution_hint.vars.extend([v.index for v in x + slack_terms])
+    model.proto.solution_hint.values.extend(hinted.astype(np.int64).tolist() + slack_hint)
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = seconds
+    solver.parameters.max_deterministic_time = EXACT_ROUND_DETERMINISTIC_LIMIT
+    solver.parameters.num_workers = EXACT_WORKERS
+    status = solver.solve(model)
+    log.seconds += time.perf_counter() - started
+    step = "exact assignment (CP-SAT)"
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        if not hard:
+            log.failures.append(f"{step}: CP-SAT status {solver.status_name(status)}")
+        return None
+    log.steps[step] = log.steps.get(step, 0) + 1
+    values = solver.boolean_values(series).to_numpy(dtype=float)
+    return _best_pair(rows, cols, values, int(rows.max()) + 1), float(solver.objective_value)
 
 
 def _slack_penalty(cost: np.ndarray, count: np.ndarray, problem: _Problem) -> float:

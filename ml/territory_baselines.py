@@ -14,7 +14,13 @@ from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.spatial import cKDTree
 
-from ml.territories import great_circle_km, group_centres, kmeans_assignment, with_whole_floor
+from ml.territories import (
+    EXACT_BAND_MARGIN,
+    great_circle_km,
+    group_centres,
+    kmeans_assignment,
+    with_whole_floor,
+)
 
 # Candidate centres per account in the flow, doubled until the flow is feasible: dense metros can
 # have more accounts than room among their few nearest centres (NOTES.md: 14-20% with five).
@@ -120,7 +126,8 @@ def _assignment_milp(
     """Least-distance assignment (x[i, t] binary, row-major) with every territory in its band."""
     n = len(criteria)
     mean = criteria.sum(axis=0) / k
-    band = with_whole_floor(band, mean[None, :])
+    # The planner's own exact solve keeps the same hair inside the band.
+    band = with_whole_floor(band * (1 - EXACT_BAND_MARGIN), mean[None, :])
     active = np.flatnonzero(mean > 0)
     pair = np.arange(n * k)
     account, terr = pair // k, pair % k

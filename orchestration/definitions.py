@@ -18,6 +18,7 @@ from dagster import (
 from dagster_dbt import DbtCliResource
 
 from orchestration.assets.features import build_dbt_assets, dbt_project
+from orchestration.assets.forecasts import score_history
 from orchestration.assets.ingest import raw_export
 from orchestration.assets.monitors import monitors
 from orchestration.assets.operations import monitor_sla, rebalance_proposals
@@ -57,11 +58,12 @@ def build_definitions(settings: PipelineSettings) -> Definitions:
     recalibration = define_asset_job(
         RECALIBRATION_JOB,
         selection=AssetSelection.groups("scoring").downstream(),
-        description="Quarterly: retrain and recalibrate the scoring models, then replan and monitor on the new scores.",
+        description="Quarterly: retrain and recalibrate the scoring models, then re-tier, monitor and propose a "
+                    "rebalance on the new scores.",
     )
     return Definitions(
-        assets=[raw_export, build_dbt_assets(project), account_scoring, territory_plan, territory_scenarios, monitors, analytics_copy,
-                monitor_sla, rebalance_proposals, territory_report],
+        assets=[raw_export, *build_dbt_assets(project), account_scoring, score_history, territory_plan,
+                territory_scenarios, monitors, analytics_copy, monitor_sla, rebalance_proposals, territory_report],
         asset_checks=CHECKS,
         jobs=[full_pipeline, rebalance_review, recalibration, route_inbox],
         schedules=[

@@ -18,6 +18,12 @@ from orchestration.tables import BALANCE_CRITERIA, read_frame, table_exists
 
 # Plotting a million points adds nothing a sample does not show.
 MAP_SAMPLE = 20_000
+# The kpi_by_tier columns the report shows (the mart has the counts behind each rate).
+KPI_REPORT_COLUMNS = (
+    "accounts", "pipeline_per_account", "win_rate", "meeting_rate", "opportunity_creation_rate_2plus_icp_personas",
+    "opportunity_creation_rate_under_2_icp_personas", "touches_per_rep", "sla_compliance", "forecast_brier",
+    "cac_payback_months",
+)
 
 
 @dataclass
@@ -126,11 +132,13 @@ def _monitor_status(con) -> str:
 
 
 def _kpis(con) -> str:
-    if not table_exists(con, "monitor_sla"):
-        return "<p>no SLA monitor yet</p>"
-    by_tier = read_frame(con, """
-        select tier, sum(assignments) as assignments, sum(met) as met, sum(breached) as breached,
-               sum(met) / nullif(sum(met) + sum(breached), 0) as sla_compliance
-        from monitor_sla group by tier order by tier""")
-    lift = read_frame(con, "select tier, n, won, conversion_rate from tier_lift order by tier")
-    return _table(by_tier.merge(lift, on="tier", how="left"))
+    if not table_exists(con, "kpi_by_tier"):
+        return "<p>no KPI marts yet</p>"
+    by_tier = read_frame(con, f"select tier, {', '.join(KPI_REPORT_COLUMNS)} from kpi_by_tier order by tier")
+    lift = read_frame(con, "select tier, conversion_rate as held_out_conversion_rate from tier_lift order by tier")
+    window = read_frame(con, "select max(window_days) as days, max(as_of_date) as as_of from kpi_by_tier").iloc[0]
+    note = (f"<p>Rates over the {window['days']} days up to {pd.Timestamp(window['as_of']):%Y-%m-%d}; "
+            "forecast Brier grades predictions made before each close (blank until outcomes close after a "
+            "scored run); CAC payback needs an acquisition_cost column. Per territory and rep: "
+            "<code>kpi_by_territory</code>, <code>kpi_by_rep</code>.</p>")
+    return note + _table(by_tier.merge(lift, on="tier", how="left"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dagster import ExecuteInProcessResult
 
 from orchestration.resources import PipelineSettings
-from orchestration.tables import territory_balance
+from orchestration.tables import table_exists, territory_balance
 
 
 def failed_checks(result: ExecuteInProcessResult) -> list[str]:
@@ -19,6 +19,20 @@ def failed_checks(result: ExecuteInProcessResult) -> list[str]:
 
 def _rows(con, sql: str) -> list[tuple]:
     return con.execute(sql).fetchall()
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
+
+
+def _kpi_line(rows: list[tuple]) -> str:
+    """SLA compliance, win rate and forecast Brier per tier, from kpi_by_tier."""
+    graded = sum(n for *_, n in rows)
+    brier = ", ".join(f"{t} {b:.3f}" for t, _, _, b, _ in rows if b is not None) if graded else \
+        "none yet (no outcome closed after a scored run)"
+    return ("KPIs by tier: SLA compliance " + ", ".join(f"{t} {_percent(sla)}" for t, sla, *_ in rows)
+            + "; win rate " + ", ".join(f"{t} {_percent(win)}" for t, _, win, *_ in rows)
+            + f"; forecast Brier {brier}")
 
 
 def print_run_summary(settings: PipelineSettings, result: ExecuteInProcessResult, seconds: float) -> None:
@@ -46,6 +60,14 @@ def print_run_summary(settings: PipelineSettings, result: ExecuteInProcessResult
         lines.append(f"model (held-out test, n={int(metrics.get('n', 0)):,}): {shown or 'no held-out outcomes'}"
                      + ("  [LOW CONFIDENCE: outcomes or distinct accounts below the policy minimums; see "
                         "score_model_metrics]" if low_conf else ""))
+        cv = dict(_rows(con, """
+            select metric, value from score_model_metrics
+            where layer = 'combined' and split = 'cross_validated' and metric in ('auc', 'brier', 'ece', 'n', 'ece_bins')
+        """))
+        if cv:
+            lines.append(f"model (out-of-fold over all {int(cv['n']):,} closed outcomes): "
+                         + ", ".join(f"{k} {cv[k]:.3f}" for k in ("auc", "brier", "ece") if k in cv)
+                         + f" (ECE over {int(cv['ece_bins'])} equal-mass bins)")
         lift = _rows(con, "select tier, n, conversion_rate from tier_lift order by tier")
         if lift:
             lines.append("tier lift (held-out conversion): "
@@ -61,6 +83,10 @@ def print_run_summary(settings: PipelineSettings, result: ExecuteInProcessResult
         coverage = dict(_rows(con, "select status, count(*) from monitor_coverage group by status"))
         lines.append("monitors: drift " + ", ".join(f"{k} {v}" for k, v in sorted(drift.items()))
                      + "; coverage " + ", ".join(f"{k} {v}" for k, v in sorted(coverage.items())))
+        kpis = _rows(con, "select tier, sla_compliance, win_rate, forecast_brier, forecast_opportunities "
+                          "from kpi_by_tier order by tier") if table_exists(con, "kpi_by_tier") else []
+        if kpis:
+            lines.append(_kpi_line(kpis))
     failed = failed_checks(result)
     lines.append("checks: all passed" if not failed else "checks not passed: " + "; ".join(failed))
     lines += [

@@ -1,12 +1,14 @@
-"""Operations assets: SLA compliance of first touches, and rebalance proposals when coverage alerts."""
+"""Operations assets: SLA compliance of first touches, and rebalance proposals when balance or coverage is off."""
 
 from datetime import UTC, datetime
 
 import pandas as pd
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, asset, multi_asset
 
-from ml.rebalance import propose_moves
+from ml.policy import BALANCE_CRITERIA
+from ml.rebalance import BALANCE_COLUMNS, propose_rebalance
 from ml.sla import breaches, first_touches, sla_compliance
+from orchestration.assets.territories import read_plan_inputs
 from orchestration.resources import PipelineSettings
 from orchestration.tables import append_table, markdown, read_frame, replace_table, table_exists
 
@@ -35,11 +37,11 @@ select * from planned
 PROPOSALS_DDL = """
 create table if not exists rebalance_proposals (
     proposal_id varchar, move_number bigint, account_id varchar, tier varchar, from_rep_id varchar,
-    to_rep_id varchar, to_territory_id varchar, reason varchar, from_a_load_before double,
+    to_rep_id varchar, to_territory_id varchar, step varchar, reason varchar, from_a_load_before double,
     from_a_load_after double, to_a_load_before double, to_a_load_after double, max_utilization_before double,
-    max_utilization_after double, proposed_at timestamp, run_id varchar, reaches_tolerance boolean
+    max_utilization_after double, {balance}, proposed_at timestamp, run_id varchar, reaches_tolerance boolean
 )
-"""
+""".format(balance=", ".join(f"{c} double" for c in BALANCE_COLUMNS))
 
 
 @multi_asset(
@@ -79,24 +81,26 @@ def monitor_sla(context: AssetExecutionContext, settings: PipelineSettings):
     yield MaterializeResult(asset_key="sla_breaches", metadata={"rows": MetadataValue.int(len(late))})
 
 
-@asset(group_name="monitors", deps=["monitor_coverage", "territory_assignments", "account_scores"])
+@asset(group_name="monitors", deps=["monitor_coverage", "territory_assignments", "account_scores", "rep_capacity"])
 def rebalance_proposals(context: AssetExecutionContext, settings: PipelineSettings) -> MaterializeResult:
-    """When an A-tier load is over capacity, propose the fewest moves back within it; a person applies them."""
+    """When a territory is outside its balance band or an A-tier load is over capacity, propose few moves
+    back within both (the planner re-plans from the current owners); a person applies them."""
     policy = settings.load_policy()
     with settings.reader() as con:
-        assignments = read_frame(con, "select a.account_id, a.rep_id, a.tier, s.potential from territory_assignments a "
-                                      "join account_scores s using (account_id)")
+        accounts, _, reps, _ = read_plan_inputs(con, policy.territories.late_stages)
         territories = read_frame(con, "select territory_id, rep_id from territories")
         capacity = read_frame(con, "select rep_id, capacity from monitor_coverage")
         applied = (set(read_frame(con, "select proposal_id from rebalance_applications")["proposal_id"])
                    if table_exists(con, "rebalance_applications") else set())
-    moves, reaches = propose_moves(assignments, territories, capacity, policy.monitors,
-                                   policy.operations.rebalance_max_moves)
+    moves, reaches = propose_rebalance(accounts, reps, territories, capacity, policy,
+                                       policy.operations.rebalance_max_moves)
     if moves.empty:
         with settings.writer() as con:
             # Analysts and the published copy find the table even before the first proposal.
             con.execute(PROPOSALS_DDL)
-        return MaterializeResult(metadata={"proposal": "none needed: every A-tier load is within capacity"})
+        return MaterializeResult(metadata={
+            "proposal": "none needed: every territory is within its balance bands and every A-tier load "
+                        "within capacity"})
     proposal = moves["proposal_id"].iloc[0]
     moves = moves.assign(proposed_at=datetime.now(UTC).replace(microsecond=0, tzinfo=None),
                          run_id=context.run.run_id, reaches_tolerance=reaches)
@@ -107,10 +111,20 @@ def rebalance_proposals(context: AssetExecutionContext, settings: PipelineSettin
             append_table(con, "rebalance_proposals", moves)
     context.log.warning(f"rebalance proposal {proposal}: {len(moves)} moves; apply with "
                         f"`territory rebalance apply {proposal}`")
+    first = moves.iloc[0]
+    balance = pd.DataFrame({
+        "criterion": list(BALANCE_CRITERIA),
+        "max_deviation_before": [first[f"max_dev_{c}_before"] for c in BALANCE_CRITERIA],
+        "max_deviation_after": [first[f"max_dev_{c}_after"] for c in BALANCE_CRITERIA],
+        "tolerance": [policy.territories.tolerance_of(c) for c in BALANCE_CRITERIA],
+    })
     return MaterializeResult(metadata={
         "proposal_id": proposal,
         "moves": MetadataValue.int(len(moves)),
+        "moves_by_step": MetadataValue.json({k: int(v) for k, v in moves["step"].value_counts().items()}),
         "reaches_tolerance": MetadataValue.bool(reaches),
+        "balance_before_and_after": MetadataValue.md(markdown(balance)),
         "apply_with": f"territory rebalance apply {proposal}",
-        "move_table": MetadataValue.md(markdown(moves.drop(columns=["run_id"]))),
+        "move_table": MetadataValue.md(markdown(moves[["move_number", "account_id", "tier", "from_rep_id", "to_rep_id",
+                                                       "step", "reason"]])),
     })

@@ -10,7 +10,7 @@ REPORT_NAME = "territory_report.html"
 
 @asset(group_name="monitors", kinds={"html"},
        deps=["territories", "territory_assignments", "monitor_score_drift", "monitor_coverage", "monitor_sla",
-             "rebalance_proposals", "tier_lift"])
+             "rebalance_proposals", "tier_lift", "kpi_by_tier"])
 def territory_report(context: AssetExecutionContext, settings: PipelineSettings) -> MaterializeResult:
     """Territory map, balance per criterion, tier mix, KPIs and monitor status in one file that needs no server."""
     with settings.reader() as con:

@@ -4,19 +4,18 @@ import base64
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from dagster import AssetExecutionContext, AssetSpec, Config, MaterializeResult, MetadataValue, multi_asset
 
 from ml.model_registry import ModelRegistry, challenger_wins
 from ml.policy import Policy
-from ml.scoring import ScoringResult, binary_metrics, score_accounts, score_with_model
+from ml.scoring import ScoringResult, binary_metrics, reliability_table, score_accounts, score_with_model
 from orchestration.resources import PipelineSettings
 from orchestration.tables import markdown, read_frame, replace_table
 
 SCORING_INPUTS = [
     "account_features", "rep_capacity", "opportunity_outcomes", "account_technologies", "account_attribute_values",
-    "account_signal_features",
+    "account_signal_features", "training_features", "training_signal_features",
 ]
 SCORING_TABLES = {
     "account_scores": "Calibrated conversion probability, priority score, tier A/B/C and top factors per account.",
@@ -47,6 +46,8 @@ def account_scoring(context: AssetExecutionContext, config: ScoringConfig, setti
         technologies = read_frame(con, "select * from account_technologies")
         attributes = read_frame(con, "select * from account_attribute_values")
         signals = read_frame(con, "select * from account_signal_features")
+        training_features = read_frame(con, "select * from training_features")
+        training_signals = read_frame(con, "select * from training_signal_features")
         reps = read_frame(con, "select rep_id, role from rep_capacity")
     scored_at = datetime.now(UTC).replace(microsecond=0)
     registry = ModelRegistry(settings.champion_path.parent)
@@ -58,7 +59,8 @@ def account_scoring(context: AssetExecutionContext, config: ScoringConfig, setti
                                   "challengers train on the quarterly schedule", a_capacity)
     else:
         result = score_accounts(*inputs, signals, policy, f"v{scored_at:%Y%m%d%H%M%S}",
-                                scored_at.replace(tzinfo=None), champion, a_capacity)
+                                scored_at.replace(tzinfo=None), champion, a_capacity,
+                                training_features, training_signals)
         result = _register(registry, result, champion, inputs, signals, policy, scored_at, a_capacity)
     with settings.writer() as con:
         replace_table(con, "account_scores", result.account_scores)
@@ -174,28 +176,34 @@ def _versions_frame(registry: ModelRegistry) -> pd.DataFrame:
 
 
 def _reliability_plot(result: ScoringResult, bins: int, path: Path) -> tuple[str, Path] | None:
-    """Observed win rate against mean predicted probability per bin on the held-out rows, as PNG and markdown."""
-    held = result.held_out
-    if held is None or held.empty:
+    """Observed win rate against mean predicted probability per equal-mass bin, as PNG and markdown.
+
+    The curve is of the out-of-fold predictions of every closed outcome when the run trained a model (many
+    rows, so the bins are not noise), else of the held-out rows.
+    """
+    if result.cross_validated is not None:
+        y, p = result.cross_validated["won"].to_numpy(float), result.cross_validated["probability"].to_numpy()
+        rows = "out-of-fold, every closed outcome"
+    elif result.held_out is not None and not result.held_out.empty:
+        held = result.held_out
+        y = held["won"].to_numpy(dtype=float)
+        p = result.account_scores.set_index("account_id")["conversion_probability"].loc[held["account_id"]].to_numpy()
+        rows = "held-out test split"
+    else:
         return None
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    p = result.account_scores.set_index("account_id")["conversion_probability"].loc[held["account_id"]].to_numpy()
-    y = held["won"].to_numpy(dtype=float)
-    bin_of = np.clip((p * bins).astype(int), 0, bins - 1)
-    count = np.bincount(bin_of, minlength=bins)
-    used = count > 0
-    mean_p = np.bincount(bin_of, weights=p, minlength=bins)[used] / count[used]
-    rate = np.bincount(bin_of, weights=y, minlength=bins)[used] / count[used]
+    table = reliability_table(y, p, bins)
     ece = binary_metrics(y, p, bins)["ece"]
     figure, axis = plt.subplots(figsize=(5, 5))
     axis.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
-    axis.plot(mean_p, rate, marker="o", label=f"model (ECE {ece:.3f}, {bins} bins, n={len(y)})")
+    axis.plot(table["mean_probability"], table["observed_rate"], marker="o",
+              label=f"model (ECE {ece:.3f}, {bins} equal-mass bins, n={len(y)})")
     axis.set_xlabel("mean predicted conversion probability")
-    axis.set_ylabel("observed conversion rate (held-out test split)")
+    axis.set_ylabel(f"observed conversion rate ({rows})")
     axis.set_title(f"Reliability, {result.summary['model_version']}")
     axis.legend(loc="upper left")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue, asset, multi_asset
 
-from ml.policy import TerritoryPolicy
+from ml.policy import TerritoryPolicy, TerritoryScenario
 from ml.routing import pair_sdrs
-from ml.territories import plan_territories
+from ml.territories import owner_rep_ids, plan_territories
 from ml.territory_report import balance_bars, territory_map
 from orchestration.resources import PipelineSettings
 from orchestration.tables import append_table, markdown, read_frame, replace_table, table_exists
@@ -49,6 +49,15 @@ def read_plan_inputs(con, late_stages: list[str]) -> tuple[pd.DataFrame, pd.Data
     reps = read_frame(con, "select * from rep_capacity order by rep_id")
     tier_policy = read_frame(con, "select tier, owner_role, sla_hours, play from tier_policy")
     return accounts, previous, reps, tier_policy
+
+
+def keep_current_owners(accounts: pd.DataFrame, previous: pd.DataFrame, owner_ids: list[str]) -> pd.DataFrame:
+    """The accounts with every planned account pinned to its current rep (when that rep still owns a
+    territory), so a nightly run only places new accounts; an explicit lock still wins."""
+    current = accounts["account_id"].map(previous.set_index("account_id")["rep_id"])
+    current = current.where(current.isin(owner_ids))
+    locked = accounts["locked_rep_id"] if "locked_rep_id" in accounts else pd.Series(None, index=accounts.index)
+    return accounts.assign(locked_rep_id=locked.where(locked.notna(), current))
 
 
 def working_rep(assignments: pd.DataFrame) -> pd.Series:
@@ -98,11 +107,15 @@ def _embedded_png(path: Path) -> MetadataValue:
     ],
 )
 def territory_plan(context: AssetExecutionContext, settings: PipelineSettings):
-    """Assign every account to exactly one rep's territory, balanced on potential and workload."""
+    """Assign every account to exactly one rep's territory, balanced on potential, workload, A-tier count and
+    account count. Once a plan exists, accounts stay with their rep and only new ones are placed (unless the
+    policy's `replan_existing` says re-plan); moves beyond that are rebalance proposals a person applies."""
     policy = settings.load_policy()
     with settings.reader() as con:
         accounts, previous, reps, tier_policy = read_plan_inputs(con, policy.territories.late_stages)
-    plan = plan_territories(accounts, reps, policy.territories, policy.workload_weights)
+    kept = not previous.empty and not policy.territories.replan_existing
+    planned = keep_current_owners(accounts, previous, owner_rep_ids(reps, policy.territories)) if kept else accounts
+    plan = plan_territories(planned, reps, policy.territories, policy.workload_weights)
     for warning in plan.warnings:
         context.log.warning(warning)
 
@@ -148,6 +161,8 @@ def territory_plan(context: AssetExecutionContext, settings: PipelineSettings):
             "territory_table": MetadataValue.md(markdown(plan.territories)),
             "warnings": MetadataValue.json(list(plan.warnings)),
             "moved_share": MetadataValue.float(plan.moved_share),
+            "placement": ("new accounts placed; planned accounts kept with their reps (policy replan_existing: "
+                          "false)" if kept else "every account planned"),
             **{name: _embedded_png(path) for name, path in pictures.items()},
         },
     )
@@ -173,11 +188,29 @@ def scenario_reps(reps: pd.DataFrame, owners: pd.DataFrame, add: int, remove: li
     return pd.concat([kept, added], ignore_index=True)
 
 
-def scenario_row(name: str, plan, live_compactness: float | None) -> dict:
+def scenario_is_fresh(scenario: TerritoryScenario, policy_basis: str, live_basis: str) -> bool:
+    """Whether a scenario plans from scratch: when it says so, or by default when it changes the basis."""
+    if scenario.fresh is not None:
+        return scenario.fresh
+    return scenario.basis is not None and scenario.basis not in (policy_basis, live_basis)
+
+
+def moves_against(accounts: pd.DataFrame, assignments: pd.DataFrame) -> dict:
+    """Share of accounts, and of potential, whose rep in `assignments` differs from their current owner."""
+    merged = accounts[["account_id", "owner_rep_id", "potential"]].merge(
+        assignments[["account_id", "rep_id"]], on="account_id")
+    moved = (merged["owner_rep_id"].notna() & (merged["owner_rep_id"] != merged["rep_id"])).to_numpy()
+    potential = merged["potential"].astype(float).fillna(0.0).to_numpy()
+    return {"moved_share": float(moved.mean()) if len(moved) else 0.0,
+            "moved_potential_share": float(potential[moved].sum() / max(potential.sum(), 1e-12))}
+
+
+def scenario_row(name: str, plan, live_compactness: float | None, fresh: bool = False) -> dict:
     """One row of territory_scenarios: balance per criterion, moves and compactness of a plan."""
     return {
         "scenario": name,
         "basis": plan.basis,
+        "planned_fresh": fresh,
         "territories": len(plan.territories),
         **{f"max_dev_{c}": v for c, v in plan.balance.items()},
         "moved_share": plan.moved_share,
@@ -202,10 +235,17 @@ def territory_scenarios(context: AssetExecutionContext, settings: PipelineSettin
     rows = [scenario_row("live_policy", live_plan, live_compactness)]
     for scenario in policy.territories.scenarios:
         update = {k: v for k, v in {"tolerance": scenario.tolerance, "basis": scenario.basis}.items() if v is not None}
+        fresh = scenario_is_fresh(scenario, policy.territories.basis, live_plan.basis)
         variant: TerritoryPolicy = policy.territories.model_copy(update=update)
-        plan = plan_territories(accounts, scenario_reps(reps, live, scenario.add_reps, scenario.remove_reps), variant,
+        # A fresh plan knows no current owners (they would anchor it to the old shape); its moves are
+        # still counted against them.
+        plan = plan_territories(accounts.assign(owner_rep_id=None) if fresh else accounts,
+                                scenario_reps(reps, live, scenario.add_reps, scenario.remove_reps), variant,
                                 policy.workload_weights, kmeans_baseline=False)
-        rows.append(scenario_row(scenario.name, plan, live_compactness))
+        row = scenario_row(scenario.name, plan, live_compactness, fresh)
+        if fresh:
+            row |= moves_against(accounts, plan.assignments)
+        rows.append(row)
     table = pd.DataFrame(rows)
     with settings.writer() as con:
         replace_table(con, "territory_scenarios", table)

@@ -71,6 +71,9 @@ RAW_ROWS: dict[str, list[dict[str, str]]] = {
         {"event_id": "E8", "account_id": "A2", "event_type": "email_click", "occurred_at": "2024-01-01"},
         {"event_id": "E9", "account_id": "A1", "event_type": "web_visit", "occurred_at": "2024-13-45"},
         {"event_id": "E10", "account_id": "A9", "event_type": "web_visit", "occurred_at": "2024-06-01"},
+        # Nine days before O1 closed: the only event O1's training row may see (the 2024 ones came after).
+        {"event_id": "E11", "account_id": "A1", "event_type": "pricing_page_view",
+         "occurred_at": "2023-02-20 09:00:00", "contact_id": "C2"},
     ],
     "account_signals": [
         {"account_id": "A1", "signal": "Intent Score", "value": "55", "observed_at": "2024-06-01"},
@@ -154,6 +157,8 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = _dbt(
         "build", path, work_dir,
         "--vars", f'{{as_of_date: "{AS_OF}", engagement_half_life_days: {HALF_LIFE_DAYS}}}',
+        # The KPI models read tables the Python assets write; tests/dbt/test_kpi_marts.py builds them.
+        "--exclude", "tag:kpi",
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     return path
@@ -244,6 +249,45 @@ def test_accounts_without_recent_events_get_zeros(warehouse: Path) -> None:
     assert a5["eng_decayed_intensity_180d"] == 0.0
     assert a5["eng_days_since_last_event"] is None
     assert (a5["persona_contacts"], a5["persona_engaged_contacts_90d"]) == (0, 0)
+
+
+def _training_row(path: Path, opportunity_id: str) -> dict:
+    with duckdb.connect(str(path), read_only=True) as con:
+        cursor = con.execute("select * from main.training_features where opportunity_id = ?", [opportunity_id])
+        names = [d[0] for d in cursor.description]
+        return dict(zip(names, cursor.fetchone(), strict=True))
+
+
+def test_training_rows_never_see_events_after_their_opportunity_closed(warehouse: Path) -> None:
+    # O1 (A1, won) closed 2023-03-01; every other A1 event (E1..E7, all 2024) came after it.
+    o1 = _training_row(warehouse, "O1")
+    assert o1["is_point_in_time"] is True and str(o1["feature_cutoff_at"]) == "2023-03-01 00:00:00"
+    assert (o1["eng_events_30d"], o1["eng_events_180d"], o1["eng_pricing_views_30d"]) == (1, 1, 1)
+    assert o1["eng_decayed_intensity_180d"] == pytest.approx(_decay(9))
+    assert o1["eng_days_since_last_event"] == 9
+    assert (o1["eng_third_party_intent_90d"], o1["eng_content_downloads_90d"]) == (0, 0)
+    # Only C2 engaged before the close; undated contacts count as on file.
+    assert (o1["persona_contacts"], o1["persona_engaged_contacts_90d"], o1["persona_engaged_icp_personas_90d"]) == (
+        3, 1, 1)
+    # The account's as-of row does count the later events: the training row differs because of the cutoff.
+    assert _account_features(warehouse, "A1")["eng_events_180d"] == 5
+    # A1's signals were all observed in 2024, after the close.
+    assert _query(warehouse, "select count(*) from main.training_signal_features where opportunity_id = 'O1'") == [(0,)]
+
+
+def test_undated_opportunities_train_on_as_of_features(warehouse: Path) -> None:
+    # O2 (A2, lost) has no dates, as lead exports often do: its row is the account's as-of features.
+    o2 = _training_row(warehouse, "O2")
+    a2 = _account_features(warehouse, "A2")
+    assert o2["is_point_in_time"] is False and o2["feature_cutoff_at"] is None
+    assert {k: v for k, v in o2.items() if k.startswith(("eng_", "persona_"))} == {
+        k: v for k, v in a2.items() if k.startswith(("eng_", "persona_"))
+    }
+    assert _query(warehouse, "select signal, value from main.training_signal_features where opportunity_id = 'O2'") == [
+        ("g2_rating", 4.5)
+    ]
+    # Open and rejected opportunities are not training rows.
+    assert _query(warehouse, "select opportunity_id from main.training_features order by 1") == [("O1",), ("O2",)]
 
 
 def test_persona_coverage(warehouse: Path) -> None:

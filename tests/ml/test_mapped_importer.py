@@ -45,11 +45,6 @@ def test_mapping_errors_name_what_to_fix(tmp_path):
         parse_mapping("account_id")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 4 open: the integer repair leaves lumpy small books (Walmart is 80% of a territory's share) "
-    "about 30% off on potential; the Done-when asks for 5%",
-)
 def test_fortune500_headquarters_plan_into_twenty_balanced_geographic_territories(tmp_path):
     if not FORTUNE500.exists():
         pytest.skip(f"real dataset folder {FORTUNE500} is absent")

@@ -17,6 +17,7 @@ from ml.scoring import (
     assign_tiers,
     expected_calibration_error,
     percentile_rank,
+    reliability_table,
     score_accounts,
 )
 
@@ -443,10 +444,18 @@ def test_too_few_closed_rows_use_the_observed_base_rate():
 
 
 def test_expected_calibration_error_on_a_hand_computed_example():
-    # Bin [0, .5): mean p 0.2 vs rate 0; bin [.5, 1]: mean p 0.75 vs rate 1 -> 0.5*0.2 + 0.5*0.25.
+    # Two equal-mass bins: {.1, .3} mean p 0.2 vs rate 0; {.6, .9} mean p 0.75 vs rate 1 -> 0.5*0.2 + 0.5*0.25.
     assert expected_calibration_error([0, 0, 1, 1], [0.1, 0.3, 0.6, 0.9], 2) == pytest.approx(0.225)
-    # p = 1.0 belongs to the last bin, and a perfectly calibrated bin adds nothing.
-    assert expected_calibration_error([1, 0, 1, 0], [1.0, 0.0, 0.5, 0.5], 2) == pytest.approx(0.0)
+    # Three bins of two rows each, not of equal width: |0.2 - 0| + |0.4 - 1| + |1.8 - 2| over 6 rows.
+    # (Equal-width thirds would put the four lowest rows in one bin and give 1.6 / 6.)
+    y, p = [0, 0, 0, 1, 1, 1], [0.1, 0.1, 0.2, 0.2, 0.9, 0.9]
+    assert expected_calibration_error(y, p, 3) == pytest.approx(1.0 / 6)
+    table = reliability_table(y, p, 3)
+    assert table["rows"].tolist() == [2, 2, 2]
+    assert table["mean_probability"].tolist() == pytest.approx([0.1, 0.2, 0.9])
+    assert table["observed_rate"].tolist() == pytest.approx([0.0, 0.5, 1.0])
+    # A perfectly calibrated bin adds nothing.
+    assert expected_calibration_error([1, 0, 1, 0], [0.5, 0.5, 0.5, 0.5], 2) == pytest.approx(0.0)
 
 
 def test_percentile_rank_and_tiers():

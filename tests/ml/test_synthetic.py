@@ -156,9 +156,31 @@ def test_owners_activities_and_managers_reference_reps(export):
     assert 0.65 < owners.len() / accounts.height < 0.75
     assert set(owners) <= set(reps.filter(pl.col("role") == "AE")["rep_id"])
     touches = export.tables["activities"].join(accounts.select("account_id", "owner_rep_id"), on="account_id")
-    assert (touches["rep_id"] == touches["owner_rep_id"]).all()
+    owned = touches.filter(pl.col("owner_rep_id").is_not_null())
+    assert (owned["rep_id"] == owned["owner_rep_id"]).all()
+    # An unowned account is touched once, by an inbound SDR, and only when it is new.
+    unowned = touches.filter(pl.col("owner_rep_id").is_null())
+    assert unowned.height > 0 and unowned["account_id"].is_unique().all()
+    assert set(unowned["rep_id"]) <= set(reps.filter(pl.col("role") == "SDR")["rep_id"])
     assert set(touches["activity_type"]) == {"call", "email", "meeting"}
     assert set(reps["manager_id"].drop_nulls()) <= set(reps["rep_id"])
+
+
+def test_new_accounts_get_a_first_touch_after_creation_faster_for_likelier_buyers(export):
+    accounts = export.tables["accounts"].select("account_id", "created_at")
+    activities = export.tables["activities"].join(accounts, on="account_id")
+    assert (activities["occurred_at"] >= activities["created_at"]).all()
+    new = accounts.filter(pl.col("created_at") > AS_OF_TS - timedelta(days=synthetic.HISTORY_DAYS))
+    first = activities.group_by("account_id").agg(pl.col("occurred_at").min().alias("first_touch_at"))
+    touched = (
+        new.join(first, on="account_id", how="left").join(export.truth, on="account_id")
+        .with_columns(hours=(pl.col("first_touch_at") - pl.col("created_at")).dt.total_seconds() / 3600)
+    )
+    # A few percent are never touched; most are within a working day.
+    assert 0.94 < touched["hours"].is_not_null().mean() < 0.995
+    assert 0.8 < (touched["hours"] <= 24).mean() < 0.95
+    likeliest = touched["true_probability"] >= touched["true_probability"].quantile(0.8)
+    assert touched.filter(likeliest)["hours"].median() < 2 < touched.filter(~likeliest)["hours"].median()
 
 
 def test_reps_follow_the_staffing_rules(export):

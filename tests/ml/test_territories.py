@@ -203,7 +203,9 @@ def test_accounts_without_coordinates_or_industry_are_planned_with_a_warning():
     assert plan.basis == "vertical" and plan.compactness is None
     assert any("no account has coordinates" in w for w in plan.warnings)
     assert plan.territories["account_count"].sum() == 600
-    assert _continuous_balance(plan) <= 0.03 and plan.balance["a_count"] <= 0.05
+    # A book this small is planned exactly, which uses the whole policy band (±5%) to keep industries together.
+    assert "exact assignment" in plan.solver["method"]
+    assert max(plan.balance.values()) <= 0.05
 
 
 def test_geo_plan_shares_out_accounts_without_coordinates():

@@ -52,6 +52,20 @@ def test_groups_match_the_domains(tmp_path: Path) -> None:
     assert group[AssetKey("account_scores")] == "scoring"
     assert group[AssetKey("territories")] == "territories"
     assert group[AssetKey("monitor_score_drift")] == "monitors"
+    assert group[AssetKey("kpi_by_tier")] == group[AssetKey("int_kpis_rolled_up")] == "kpis"
+
+
+def test_kpi_marts_run_after_the_python_assets_they_read(tmp_path: Path) -> None:
+    graph = load(tmp_path)[0].resolve_asset_graph()
+    ancestors = set(graph.upstream_key_iterator(AssetKey("kpi_by_tier")))
+    # The pipeline sources are the Python assets themselves, not separate source assets.
+    assert {AssetKey("territory_assignments"), AssetKey("monitor_sla"), AssetKey("score_history"),
+            AssetKey("account_scores"), AssetKey("account_features")} <= ancestors
+    assert not any(key.path[0] == "pipeline" for key in graph.get_all_asset_keys())
+    # Two dbt steps: the features before scoring, the KPI marts after the SLA monitor.
+    assert graph.get(AssetKey("account_features")).assets_def is not graph.get(AssetKey("kpi_by_tier")).assets_def
+    assert {AssetKey("kpi_by_tier"), AssetKey("kpi_by_rep"), AssetKey("kpi_by_territory")} <= \
+        graph.get(AssetKey("analytics_copy")).parent_keys
 
 
 def test_checks_attached_to_inputs_scores_and_plan(tmp_path: Path) -> None:

@@ -1,11 +1,3 @@
-{%- set half_life_days = var('engagement_half_life_days') | float -%}
-{%- if half_life_days <= 0 -%}
-    {{ exceptions.raise_compiler_error(
-        "var engagement_half_life_days must be a positive number of days, got '"
-        ~ var('engagement_half_life_days') ~ "'"
-    ) }}
-{%- endif -%}
-
 with
 
 events as (
@@ -77,7 +69,7 @@ final as (
         occurred_at,
         age_days,
         weight,
-        weight * power(0.5, age_days / {{ half_life_days }}) as decayed_weight
+        {{ decayed_weight('weight', 'age_days') }} as decayed_weight
     from aged
 
 )

@@ -1,0 +1,22 @@
+with
+
+kpis as (
+
+    select
+        grain_value,
+        {{ kpi_columns() | join(',\n        ') }}
+    from {{ ref('int_kpis_rolled_up') }}
+    where grain = 'territory_id'
+
+),
+
+final as (
+
+    select
+        grain_value as territory_id,
+        {{ kpi_columns() | join(',\n        ') }}
+    from kpis
+
+)
+
+select * from final
