@@ -191,8 +191,14 @@ def load_export(input_dir: str | Path, warehouse: str | Path) -> LoadResult:
     paths = {spec.name: find_table_file(folder, spec.name) for spec in TABLES}
     for spec in TABLES:
         if spec.required_file and paths[spec.name] is None:
+            hint = ""
+            if spec.name in ("opportunities", "reps") and paths["accounts"] is not None:
+                hint = (" (territory run learns scores from won/lost opportunities and assigns accounts to the "
+                        "reps file's reps; to plan an accounts-only export, run benchmarks/territories.py "
+                        "--input DIR --potential-column COLUMN --reps K, which places K reps where the "
+                        "accounts are densest)")
             raise InputError(f"{folder}: required file '{spec.name}.csv' (or .parquet) is missing; "
-                             f"it needs the columns {list(spec.required)}")
+                             f"it needs the columns {list(spec.required)}{hint}")
     Path(warehouse).parent.mkdir(parents=True, exist_ok=True)
     loads: dict[str, TableLoad] = {}
     notes: list[str] = []

@@ -42,6 +42,9 @@ class ScoringPolicy(_Strict):
     ece_bins: int = 10
     engagement_half_life_days: float = 30
     deal_value_cap_quantile: float = Field(0.95, gt=0, le=1)
+    # Extra account columns never learned from (compared case-insensitively). acquisition_cost is spent
+    # because a deal was won: it feeds the CAC payback KPI, and as a feature it would restate the outcome.
+    exclude_attributes: list[str] = ["acquisition_cost"]
 
 
 class TierPolicy(_Strict):

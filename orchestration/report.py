@@ -136,8 +136,11 @@ def _kpis(con) -> str:
         return "<p>no KPI marts yet</p>"
     by_tier = read_frame(con, f"select tier, {', '.join(KPI_REPORT_COLUMNS)} from kpi_by_tier order by tier")
     lift = read_frame(con, "select tier, conversion_rate as held_out_conversion_rate from tier_lift order by tier")
-    window = read_frame(con, "select max(window_days) as days, max(as_of_date) as as_of from kpi_by_tier").iloc[0]
-    note = (f"<p>Rates over the {window['days']} days up to {pd.Timestamp(window['as_of']):%Y-%m-%d}; "
+    window = read_frame(con, "select max(window_days) as days, max(as_of_date) as as_of, "
+                             "count(outcome_window_days) as windowed from kpi_by_tier").iloc[0]
+    outcomes = "" if window["windowed"] else (" (win rate and won amount over every outcome on record: some "
+                                              "close dates are missing)")
+    note = (f"<p>Rates over the {window['days']} days up to {pd.Timestamp(window['as_of']):%Y-%m-%d}{outcomes}; "
             "forecast Brier grades predictions made before each close (blank until outcomes close after a "
             "scored run); CAC payback needs an acquisition_cost column. Per territory and rep: "
             "<code>kpi_by_territory</code>, <code>kpi_by_rep</code>.</p>")

@@ -27,12 +27,24 @@ def _percent(value: float | None) -> str:
 
 def _kpi_line(rows: list[tuple]) -> str:
     """SLA compliance, win rate and forecast Brier per tier, from kpi_by_tier."""
-    graded = sum(n for *_, n in rows)
-    brier = ", ".join(f"{t} {b:.3f}" for t, _, _, b, _ in rows if b is not None) if graded else \
+    graded = sum(n for *_, n, _ in rows)
+    brier = ", ".join(f"{t} {b:.3f}" for t, _, _, b, _, _ in rows if b is not None) if graded else \
         "none yet (no outcome closed after a scored run)"
+    window = rows[0][-1]
+    basis = f"last {window} days" if window is not None else "all outcomes: some close dates missing"
     return ("KPIs by tier: SLA compliance " + ", ".join(f"{t} {_percent(sla)}" for t, sla, *_ in rows)
-            + "; win rate " + ", ".join(f"{t} {_percent(win)}" for t, _, win, *_ in rows)
+            + f"; win rate ({basis}) " + ", ".join(f"{t} {_percent(win)}" for t, _, win, *_ in rows)
             + f"; forecast Brier {brier}")
+
+
+def _attribute_lines(rows: list[tuple]) -> list[str]:
+    """Which extra account columns became features, and which were left out and why."""
+    if not rows:
+        return []
+    used = [name for name, is_used, _ in rows if is_used]
+    lines = [f"extra account columns used as fit features: {', '.join(used) if used else 'none'}"]
+    lines += [f"  left out: {name} ({reason})" for name, is_used, reason in rows if not is_used]
+    return lines
 
 
 def print_run_summary(settings: PipelineSettings, result: ExecuteInProcessResult, seconds: float) -> None:
@@ -46,6 +58,10 @@ def print_run_summary(settings: PipelineSettings, result: ExecuteInProcessResult
         absent = [r[0] for r in _rows(con, "select table_name from raw.load_manifest where not present")]
         if absent:
             lines.append(f"  absent optional files (features switched off): {', '.join(absent)}")
+
+        if table_exists(con, "account_attribute_profile"):
+            lines += _attribute_lines(_rows(con, "select attribute, used_as_feature, excluded_reason "
+                                                 "from account_attribute_profile order by attribute"))
 
         tiers = dict(_rows(con, "select tier, count(*) from account_scores group by tier"))
         total = sum(tiers.values())
@@ -83,8 +99,8 @@ def print_run_summary(settings: PipelineSettings, result: ExecuteInProcessResult
         coverage = dict(_rows(con, "select status, count(*) from monitor_coverage group by status"))
         lines.append("monitors: drift " + ", ".join(f"{k} {v}" for k, v in sorted(drift.items()))
                      + "; coverage " + ", ".join(f"{k} {v}" for k, v in sorted(coverage.items())))
-        kpis = _rows(con, "select tier, sla_compliance, win_rate, forecast_brier, forecast_opportunities "
-                          "from kpi_by_tier order by tier") if table_exists(con, "kpi_by_tier") else []
+        kpis = _rows(con, "select tier, sla_compliance, win_rate, forecast_brier, forecast_opportunities, "
+                          "outcome_window_days from kpi_by_tier order by tier") if table_exists(con, "kpi_by_tier") else []
         if kpis:
             lines.append(_kpi_line(kpis))
     failed = failed_checks(result)

@@ -10,6 +10,6 @@
         'sla_judged', 'sla_met', 'sla_compliance',
         'forecast_opportunities', 'forecast_brier',
         'won_amount', 'acquisition_cost', 'cac_payback_months',
-        'as_of_date', 'window_days',
+        'as_of_date', 'window_days', 'outcome_window_days',
     ]) }}
 {%- endmacro %}

@@ -15,6 +15,8 @@ KIND = "mapped"
 # Unmapped source columns that would read as a mapped contract column get this prefix, so ingest never
 # sees two columns with one name.
 CLASH_PREFIX = "source_"
+# `--map account_id=City+State` builds a key from several source columns, joined with this separator.
+KEY_PART_SEPARATOR = " / "
 
 
 def parse_mapping(text: str) -> dict[str, str]:
@@ -50,7 +52,8 @@ def import_mapped(src: str | Path, table: str, mapping: dict[str, str], out: str
         found = [d[0] for d in con.execute(f"select * from {source} limit 0").description]
     except duckdb.Error as exc:
         raise SourceError(f"source file {path} cannot be read as CSV: {exc}") from exc
-    missing = sorted(set(mapping.values()) - set(found))
+    parts = {target: _source_parts(source, found) for target, source in mapping.items()}
+    missing = sorted({part for columns in parts.values() for part in columns} - set(found))
     if missing:
         raise SourceError(f"source file {path} has no column(s) {missing} (found: {', '.join(found)})")
     mapped_names = {normalise_column_name(target) for target in mapping}
@@ -60,7 +63,7 @@ def import_mapped(src: str | Path, table: str, mapping: dict[str, str], out: str
         raise SourceError(
             f"table {table} needs column(s) {unmet}: map them with --map {unmet[0]}=SOURCE_COLUMN"
         )
-    select = [f"{quote_ident(s)} as {quote_ident(t)}" for t, s in mapping.items()]
+    select = [f"{_source_sql(parts[t])} as {quote_ident(t)}" for t in mapping]
     kept, renamed = [], []
     for column in found:
         if column in mapping.values():
@@ -73,6 +76,8 @@ def import_mapped(src: str | Path, table: str, mapping: dict[str, str], out: str
         select.append(f"{quote_ident(column)} as {quote_ident(name)}")
     con.execute(f"create table imported as select {', '.join(select)} from {source}")
     rows = count(con, "select * from imported")
+    if spec.key is not None and spec.key in mapping:
+        _refuse_repeated_keys(con, path, spec.key, mapping[spec.key])
     written = write_outputs(con, Path(out), {f"{table}.csv": "imported"})
     notes = (
         [f"{len(kept)} unmapped source columns kept under their own names: {', '.join(kept)}"] if kept else []
@@ -89,3 +94,38 @@ def import_mapped(src: str | Path, table: str, mapping: dict[str, str], out: str
         "rows_written": written,
         "notes": notes,
     }
+
+
+def _source_parts(source: str, found: list[str]) -> list[str]:
+    """The source columns one mapping entry reads: the column itself, or the parts of `A+B` when no
+    column carries that whole name."""
+    if source in found or "+" not in source:
+        return [source]
+    return [part.strip() for part in source.split("+") if part.strip()]
+
+
+def _source_sql(columns: list[str]) -> str:
+    """One column as it is, or several joined into one key (NULL when any part is blank)."""
+    return f" || {quote_str(KEY_PART_SEPARATOR)} || ".join(
+        f"nullif(trim({quote_ident(c)}), '')" if len(columns) > 1 else quote_ident(c) for c in columns
+    )
+
+
+def _refuse_repeated_keys(con: duckdb.DuckDBPyConnection, path: Path, key: str, source: str) -> None:
+    """A key that repeats would stop the pipeline's ingest: say so now, with examples and the way out."""
+    repeated = con.execute(f"""
+        select {quote_ident(key)}, count(*) as n from imported
+        where {quote_ident(key)} is not null
+        group by all having count(*) > 1 order by n desc, 1 limit 3
+    """).fetchall()
+    if not repeated:
+        return
+    total = con.execute(f"""
+        select count(*) from (select 1 from imported where {quote_ident(key)} is not null
+                              group by {quote_ident(key)} having count(*) > 1)
+    """).fetchone()[0]
+    examples = ", ".join(f"{value!r} ({n} rows)" for value, n in repeated)
+    raise SourceError(
+        f"source file {path}: column {source!r}, mapped to {key}, repeats {total:,} value(s), e.g. {examples}; "
+        f"map a column that is unique per row, or combine columns into one key: --map {key}=COLUMN_A+COLUMN_B"
+    )

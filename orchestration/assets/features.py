@@ -51,7 +51,8 @@ class TerritoryDbtTranslator(DagsterDbtTranslator):
 def dbt_vars(settings: PipelineSettings) -> dict[str, Any]:
     policy = settings.load_policy()
     variables: dict[str, Any] = {"engagement_half_life_days": policy.scoring.engagement_half_life_days,
-                                 "kpi_window_days": policy.operations.kpi_window_days}
+                                 "kpi_window_days": policy.operations.kpi_window_days,
+                                 "exclude_attributes": policy.scoring.exclude_attributes}
     if policy.scoring.as_of_date is not None:
         variables["as_of_date"] = policy.scoring.as_of_date.isoformat()
     return variables

@@ -13,6 +13,7 @@ ANALYST_TABLES = [
     "territories", "territory_assignments", "routing_decisions", "monitor_score_drift", "monitor_coverage",
     "rejected_rows", "input_row_counts", "monitor_sla", "sla_breaches", "rebalance_proposals",
     "territory_scenarios", "score_history", "kpi_by_tier", "kpi_by_territory", "kpi_by_rep",
+    "account_attribute_profile",
 ]
 
 

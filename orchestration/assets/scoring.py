@@ -15,6 +15,7 @@ from orchestration.tables import markdown, read_frame, replace_table
 
 SCORING_INPUTS = [
     "account_features", "rep_capacity", "opportunity_outcomes", "account_technologies", "account_attribute_values",
+    "account_attribute_profile",
     "account_signal_features", "training_features", "training_signal_features",
 ]
 SCORING_TABLES = {
@@ -44,7 +45,8 @@ def account_scoring(context: AssetExecutionContext, config: ScoringConfig, setti
         features = read_frame(con, "select * from account_features order by account_id")
         outcomes = read_frame(con, "select * from opportunity_outcomes")
         technologies = read_frame(con, "select * from account_technologies")
-        attributes = read_frame(con, "select * from account_attribute_values")
+        attributes = read_frame(con, "select v.* from account_attribute_values v "
+                                     "join account_attribute_profile p using (attribute) where p.used_as_feature")
         signals = read_frame(con, "select * from account_signal_features")
         training_features = read_frame(con, "select * from training_features")
         training_signals = read_frame(con, "select * from training_signal_features")

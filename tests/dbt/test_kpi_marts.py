@@ -83,12 +83,10 @@ TABLES = {
 }
 
 
-@pytest.fixture(scope="module")
-def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work_dir = tmp_path_factory.mktemp("kpi")
+def _build(work_dir: Path, tables: dict) -> Path:
     path = work_dir / "warehouse.duckdb"
     with duckdb.connect(str(path)) as con:
-        for name, (columns, rows) in TABLES.items():
+        for name, (columns, rows) in tables.items():
             con.execute(f"create table {name} ({columns})")
             con.executemany(f"insert into {name} values ({', '.join('?' for _ in rows[0])})", rows)
     env = {**os.environ, "TERRITORY_WAREHOUSE": str(path), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
@@ -100,6 +98,26 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     return path
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _build(tmp_path_factory.mktemp("kpi"), TABLES)
+
+
+# An MQL-style export: wins carry their won date, losses no date at all (O2 and O6 lose their close dates).
+UNDATED_LOSSES = {
+    **TABLES,
+    "opportunity_outcomes": (
+        TABLES["opportunity_outcomes"][0],
+        [row[:4] + (None,) + row[5:] if row[2] == "lost" else row for row in TABLES["opportunity_outcomes"][1]],
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def undated_losses_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _build(tmp_path_factory.mktemp("kpi_undated"), UNDATED_LOSSES)
 
 
 def _rows(path: Path, sql: str) -> dict[str, dict]:
@@ -172,3 +190,19 @@ def test_kpis_by_rep_and_territory(warehouse: Path) -> None:
     assert {k: v for k, v in territories["T1"].items() if k != "territory_id"} == \
         {k: v for k, v in r1.items() if k != "rep_id"}
     assert (territories["T2"]["sla_compliance"], territories["T2"]["win_rate"]) == (1.0, 0.0)
+
+
+def test_outcomes_are_not_windowed_when_losses_carry_no_close_date(warehouse: Path,
+                                                                  undated_losses_warehouse: Path) -> None:
+    dated = _rows(warehouse, "select * from kpi_by_tier")
+    assert {t["outcome_window_days"] for t in dated.values()} == {WINDOW_DAYS}
+    tiers = _rows(undated_losses_warehouse, "select * from kpi_by_tier")
+    # Every outcome counts: A has O1 and O8 won and O2 lost; B has O4 won and O6 lost; C has O7 won.
+    assert {k: (v["won_opportunities"], v["closed_opportunities"]) for k, v in tiers.items()} == \
+        {"A": (2, 3), "B": (1, 2), "C": (1, 1)}
+    assert tiers["A"]["win_rate"] == pytest.approx(2 / 3)
+    assert tiers["A"]["won_amount"] == 21000.0
+    assert {t["outcome_window_days"] for t in tiers.values()} == {None}
+    # The flow KPIs that are dated keep their window.
+    assert {t["window_days"] for t in tiers.values()} == {WINDOW_DAYS}
+    assert (tiers["A"]["touches"], tiers["A"]["meeting_rate"]) == (3, 0.5)

@@ -45,6 +45,29 @@ def test_mapping_errors_name_what_to_fix(tmp_path):
         parse_mapping("account_id")
 
 
+def test_a_repeated_key_is_refused_and_a_composite_key_resolves_it(tmp_path):
+    src = tmp_path / "cities.csv"
+    src.write_text("City,State,Population\nSpringfield,Illinois,114000\nSpringfield,Missouri,169000\n"
+                   "Springfield,Massachusetts,155000\nPortland,Oregon,650000\nPortland,Maine,68000\n"
+                   "Boise,,235000\n")
+    with pytest.raises(SourceError, match=r"'City', mapped to account_id, repeats 2 value\(s\), e\.g\. "
+                                          r"'Springfield' \(3 rows\), 'Portland' \(2 rows\);.*"
+                                          r"--map account_id=COLUMN_A\+COLUMN_B"):
+        import_mapped(src, "accounts", parse_mapping("account_id=City"), tmp_path / "a")
+    assert not (tmp_path / "a" / "accounts.csv").exists()
+    summary = import_mapped(src, "accounts", parse_mapping("account_id=City+State"), tmp_path / "b")
+    frame = pd.read_csv(tmp_path / "b" / "accounts.csv", keep_default_na=False)
+    assert frame["account_id"].tolist()[:5] == [
+        "Springfield / Illinois", "Springfield / Missouri", "Springfield / Massachusetts", "Portland / Oregon",
+        "Portland / Maine",
+    ]
+    # A blank part leaves the key blank: the pipeline rejects that row with its reason instead of guessing.
+    assert frame["account_id"].iloc[5] == ""
+    # The parts stay as columns of their own (City and State are the contract's city and state).
+    assert list(frame.columns) == ["account_id", "city", "state", "population"]
+    assert summary["rows_written"] == {"accounts.csv": 6}
+
+
 def test_fortune500_headquarters_plan_into_twenty_balanced_geographic_territories(tmp_path):
     if not FORTUNE500.exists():
         pytest.skip(f"real dataset folder {FORTUNE500} is absent")

@@ -68,9 +68,20 @@ run_as_of as (
 
 ),
 
+outcome_dating as (
+
+    -- Won and lost outcomes can be windowed only when every one of them carries its close date. An export
+    -- that dates its wins but not its losses (an MQL list with the won deals joined on) would otherwise count
+    -- every undated loss against only the wins of the window; such a book is judged on all its outcomes.
+    select coalesce(bool_and(closed_at is not null), true) as closed_dates_complete
+    from opportunities
+    where outcome in ('won', 'lost')
+
+),
+
 opportunities_dated as (
 
-    -- An opportunity without the date counts as inside the window: nothing says it is not.
+    -- An opportunity without a creation date counts as created inside the window: nothing says it was not.
     select
         opportunities.account_id,
         opportunities.outcome,
@@ -80,13 +91,14 @@ opportunities_dated as (
             between 0 and {{ window_days - 1 }},
             true
         ) as is_created_in_window,
-        coalesce(
-            {{ dbt.datediff('cast(opportunities.closed_at as date)', 'run_as_of.as_of_date', 'day') | trim }}
-            between 0 and {{ window_days - 1 }},
-            true
-        ) as is_closed_in_window
+        case
+            when not outcome_dating.closed_dates_complete then true
+            else {{ dbt.datediff('cast(opportunities.closed_at as date)', 'run_as_of.as_of_date', 'day') | trim }}
+                between 0 and {{ window_days - 1 }}
+        end as is_closed_in_window
     from opportunities
     cross join run_as_of
+    cross join outcome_dating
 
 ),
 
@@ -158,8 +170,10 @@ final as (
         -- Spent to acquire an account won in the window; NULL without an acquisition_cost column.
         case
             when coalesce(opportunity_measures.won_opportunities, 0) > 0 then acquisition_costs.acquisition_cost
-        end as won_acquisition_cost
+        end as won_acquisition_cost,
+        outcome_dating.closed_dates_complete
     from assignments
+    cross join outcome_dating
     left join features on assignments.account_id = features.account_id
     left join opportunity_measures on assignments.account_id = opportunity_measures.account_id
     left join activity_measures on assignments.account_id = activity_measures.account_id

@@ -19,8 +19,16 @@ accounts as (
         has_2plus_icp_personas,
         forecast_opportunities,
         forecast_squared_error,
-        won_acquisition_cost
+        won_acquisition_cost,
+        closed_dates_complete
     from {{ ref('int_accounts_kpi_measured') }}
+
+),
+
+outcome_dating as (
+
+    select coalesce(bool_and(closed_dates_complete), true) as closed_dates_complete
+    from accounts
 
 ),
 
@@ -188,9 +196,14 @@ final as (
         -- Months of won revenue (amounts read as annual contract value) that repay the acquisition cost.
         rolled.acquisition_cost / nullif(rolled.won_amount / 12.0, 0) as cac_payback_months,
         run_as_of.as_of_date,
-        {{ var('kpi_window_days') }} as window_days
+        {{ var('kpi_window_days') }} as window_days,
+        -- The window won and lost outcomes were counted in; NULL when close dates are missing and every
+        -- outcome counts (see int_accounts_kpi_measured).
+        case when outcome_dating.closed_dates_complete then {{ var('kpi_window_days') }} end
+            as outcome_window_days
     from rolled
     cross join run_as_of
+    cross join outcome_dating
 
 )
 
