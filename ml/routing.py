@@ -66,6 +66,19 @@ def read_leads(path: Path) -> pd.DataFrame:
     return frame
 
 
+def sample_leads(accounts: pd.DataFrame, n: int, seed: int, blank_share: float = 0.05) -> pd.DataFrame:
+    """New leads shaped like `accounts` (drawn with replacement, fresh ids `L000000`...), with `blank_share`
+    of them missing coordinates and, independently, industry: the fallbacks a real lead file exercises."""
+    rng = np.random.default_rng(seed)
+    leads = accounts.iloc[rng.integers(0, len(accounts), n)].reset_index(drop=True)
+    leads["account_id"] = [f"L{i:06d}" for i in range(n)]
+    for columns in (["latitude", "longitude"], ["industry"]):
+        present = [c for c in columns if c in leads.columns]
+        if present:
+            leads.loc[rng.random(n) < blank_share, present] = None
+    return leads
+
+
 def _normalise_name(name: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in str(name).strip().lower()).strip("_")
 

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from dagster import AssetCheckSeverity, DagsterInstance, build_sensor_context
 
+from ml.routing import sample_leads
 from ml.synthetic import generate_export
 from ml.territories import assignment_balance
 from orchestration.cli import main
@@ -45,27 +46,18 @@ def scalar(path: Path, sql: str):
 
 def leads_file(export: Path, out: Path, n: int) -> Path:
     """New leads shaped like the export's accounts, a share without coordinates or industry."""
-    accounts = pd.read_parquet(export / "accounts.parquet")
-    leads = accounts.sample(n, replace=True, random_state=3).reset_index(drop=True)
-    leads["account_id"] = [f"L{i:06d}" for i in range(n)]
-    rng = np.random.default_rng(3)
-    leads.loc[rng.random(n) < 0.05, ["latitude", "longitude"]] = np.nan
-    leads.loc[rng.random(n) < 0.05, "industry"] = None
-    leads.to_csv(out, index=False)
+    sample_leads(pd.read_parquet(export / "accounts.parquet"), n, seed=3).to_csv(out, index=False)
     return out
 
 
-def test_routing_10k_leads_is_fast_complete_and_deterministic(run: tuple[Path, Path], tmp_path: Path) -> None:
+def test_routing_10k_leads_is_complete_and_deterministic(run: tuple[Path, Path], tmp_path: Path) -> None:
+    # Speed is measured by benchmarks/routing.py, not asserted here.
     warehouse, export = run
     settings = PipelineSettings(warehouse=str(warehouse))
     path = leads_file(export, tmp_path / "leads.csv", 10_000)
-    router = Router.start(settings)
     leads = pd.read_csv(path, dtype=str)
-    started = time.perf_counter()
-    first = router.route(leads, "first")
-    seconds = time.perf_counter() - started
+    first = Router.start(settings).route(leads, "first")
     again = Router.start(settings).route(leads, "second")
-    assert seconds < 10, seconds
     assert len(first) == 10_000 and first["lead_id"].is_unique
     assert first["rep_id"].notna().all() and (first["reason"].str.len() > 0).all()
     # Leads without coordinates still got an owner, through a named fallback.
