@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 
 import great_expectations.expectations as gxe
 import numpy as np
@@ -259,9 +258,8 @@ def test_unknown_suite_is_rejected() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(GOOD))
-def test_suite_on_5k_rows_runs_under_two_seconds(name: str) -> None:
-    df = GOOD[name](5001)
-    start = time.perf_counter()
-    outcome = run_suite(name, df)
-    assert time.perf_counter() - start < 2.0
-    assert outcome.success
+def test_suite_on_5k_good_rows_checks_every_row_and_passes(name: str) -> None:
+    # Speed belongs to benchmarks; here: below the sample size every expectation sees all 5,001 rows.
+    outcome = run_suite(name, GOOD[name](5001))
+    assert (outcome.rows, outcome.rows_sampled, outcome.evaluated) == (5001, 5001, len(SUITES[name]()))
+    assert outcome.success, (outcome.failed, outcome.errored)
