@@ -4,8 +4,9 @@ The plan is built in five steps:
 1. Accounts are grouped into units (a parent with all its children), so a family is never split.
 2. A balanced recursive bisection cuts the units into one part per owner rep. Each cut sorts the units
    along the principal axis of their coordinates (geo) or along the industry order (vertical), and a small
-   HiGHS LP over the units next to the cut gives each side its share of potential, workload and account
-   count at once. This start is already balanced; it is what a failed solve falls back to.
+   HiGHS LP over the units next to the cut (first over bins of them, when there are many) gives each side
+   its share of potential, workload and account count at once. This start is already balanced; it is
+   what a failed solve falls back to.
 3. Parts are matched to reps with `linear_sum_assignment`, so current owners keep as many of their
    accounts as possible (and, for geo, reps stay near home).
 4. Lloyd-style rounds of a HiGHS LP move cells of neighbouring units between their territory and a few
