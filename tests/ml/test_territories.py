@@ -184,10 +184,14 @@ def test_replanning_with_current_owners_moves_few_accounts():
     assert max(second.balance.values()) <= 0.03
 
 
+# The last-resort repair prices levers per unit of each criterion; units without any of it (most have
+# no A-tier account) must not be divided by (a 0/0 there warned on the Olist book).
+@pytest.mark.filterwarnings("error::RuntimeWarning")
 def test_tiny_book_with_many_reps_reports_its_imbalance():
     accounts = _accounts(85, seed=10).assign(latitude=None, longitude=None)
     reps = _reps(35, seed=10, role="Sales Agent")
     plan = _plan(accounts, reps)
+    assert "integer repair MIP" in plan.solver["method"]
     assert plan.basis == "vertical"
     assert len(plan.territories) == 35 and plan.assignments["account_id"].is_unique
     assert (plan.territories["account_count"] >= 1).all()
@@ -225,6 +229,22 @@ def test_a_single_rep_takes_every_account():
     assert (plan.assignments["rep_id"] == "r000").all()
     assert plan.balance == {"potential": 0.0, "workload": 0.0, "a_count": 0.0, "account_count": 0.0}
     assert plan.solver["method"].startswith("none")
+
+
+def test_a_wide_cut_is_solved_over_bins_and_still_gives_each_side_its_share():
+    rng = np.random.default_rng(17)
+    criteria = np.column_stack(
+        [rng.lognormal(10, 1.2, 20_000), rng.choice([1.0, 2.0, 4.0], 20_000), np.ones(20_000)]
+    )
+    shares = criteria / criteria.sum(axis=0)
+    log = territories._SolverLog()
+    left, short = territories._window_cut(shares, 9_000, 0.45, 4_000, log)
+    assert not short and 8_000 > territories.CUT_BINS
+    # Two LPs (bins, then the units of the split bins), not one over 8,000 units.
+    assert log.steps == {"bisection cut LP": 2}
+    assert shares[left].sum(axis=0) == pytest.approx([0.45] * 3, abs=1e-3)
+    # Only units inside the window change sides.
+    assert left[:5_000].all() and not left[13_000:].any()
 
 
 def _failed(*args, **kwargs):
@@ -330,7 +350,10 @@ def test_locks_from_policy_and_column_pin_accounts_to_their_rep():
     far = accounts.index[(accounts["latitude"] > 47) & (accounts["longitude"] < -121)][:6]
     accounts["locked_rep_id"] = None
     accounts.loc[far[:3], "locked_rep_id"] = "r001"
-    policy_locks = {a: "r001" for a in accounts.loc[far[3:], "account_id"]} | {"nobody": "r001", "a00000": "zz"}
+    policy_locks = {a: "r001" for a in accounts.loc[far[3:], "account_id"]} | {
+        "nobody": "r001",
+        "a00000": "zz",
+    }
     plan = _plan(accounts, _reps(6, seed=23), locks=policy_locks)
     rep = plan.assignments.set_index("account_id")["rep_id"]
     assert (rep[accounts.loc[far, "account_id"]] == "r001").all()
