@@ -26,7 +26,7 @@ class ScoringPolicy(_Strict):
     min_distinct_accounts: int = 200
     # The combiner's C; each layer's C is chosen from the grid by cross-validated log loss.
     regularization_c: float = 1.0
-    regularization_grid: list[float] = [0.01, 0.03, 0.1, 0.3, 1.0]
+    regularization_grid: list[float] = [0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
     cv_folds: int = Field(5, ge=2)
     # Relative log-loss gain boosting needs over logistic regression, and Brier gain isotonic needs over sigmoid.
     model_choice_min_gain: float = Field(0.01, ge=0)
@@ -40,6 +40,8 @@ class ScoringPolicy(_Strict):
     # Placeholder values of extra account columns that mean "not filled in" (compared case-insensitively).
     missing_value_tokens: list[str] = ["select", "n/a", "null", "nan", "-", "?", "not specified"]
     ece_bins: int = 10
+    # The run summary reports the test split's base rate beside train's when their ratio is off 1 by this much.
+    base_rate_shift_note: float = Field(0.25, gt=0)
     engagement_half_life_days: float = 30
     deal_value_cap_quantile: float = Field(0.95, gt=0, le=1)
 

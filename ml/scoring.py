@@ -31,10 +31,12 @@ from ml.policy import Policy, ScoringPolicy, TierPolicy
 
 LAYERS = ("fit", "engagement", "persona")
 LAYER_PREFIXES = {"fit": "fit_", "engagement": "eng_", "persona": "persona_"}
-SPLITS = ("train", "calibration", "test")
+# in_sample: every closed outcome scored by a model this run did not fit (the champion, whose training rows
+# may be among them, or the policy's prior weights, whose intercept is their base rate): not held out.
+SPLITS = ("train", "calibration", "test", "in_sample")
 # Metrics of out-of-fold predictions over every closed outcome: the held-out figure with the most rows.
 CROSS_VALIDATED = "cross_validated"
-TRAIN, CALIBRATION, TEST = range(3)
+TRAIN, CALIBRATION, TEST, IN_SAMPLE = range(4)
 TIERS = ("A", "B", "C")
 OTHER, MISSING = "other", "missing"
 # How a top factor's account value is shown.
@@ -361,7 +363,8 @@ def score_accounts(
     (None) every training row uses its account's as-of features. The `low_confidence` metric is one row (layer
     combined, split train) with value 1.0 or 0.0. Below the policy's minimum outcomes no model is trained:
     `champion` (the promoted model, when there is one) or else the policy's prior weights score the
-    accounts. `a_capacity` caps the A tier at what the owner reps can work. Raises ValueError when
+    accounts. `a_capacity` (A accounts the owner reps can work) caps the A tier at a share that a plan
+    balanced within the policy's A-count tolerance keeps inside every rep's capacity. Raises ValueError when
     account_id is missing or duplicated, a feature column holds dates, or a signal has an unknown layer.
     """
     scoring = policy.scoring
@@ -472,12 +475,13 @@ def _result(
     scores = _score_frame(run, {layer: 100.0 * p[:n] for layer, p in per_layer.items()}, probability[:n], factors)
     metrics = _metric_frame(run, per_layer | {"combined": probability}, labels, cross_validated)
     test = labels == TEST
+    evaluated = labels == _evaluation_split(labels)
     tiers = _row_tiers(scores["tier"].to_numpy(), probability)
     return ScoringResult(
         account_scores=scores,
         metrics=metrics,
         weights=_weight_frame(run, fits, combiner),
-        tier_lift=_tier_lift(run, tiers[run.pos[test]], run.y[test]),
+        tier_lift=_tier_lift(run, tiers[run.pos[evaluated]], run.y[evaluated]),
         summary=_summary(run, split, labels, switched_off, fits, combiner, metrics),
         model=_champion(run, fits, combiner, probability[:n]),
         held_out=pd.DataFrame({"account_id": run.features["account_id"].to_numpy()[run.account_pos[test]],
@@ -554,8 +558,10 @@ def _fixed_model_result(run: _Run, fits: dict[str, _LayerFit], combiner: _Combin
     contrib, blocks, logits = _layer_logits(fits, len(run.features))
     probability = combiner.probability(logits)
     per_layer = {layer: expit(logits[:, j]) for j, layer in enumerate(fits)}
-    labels = np.full(len(run.y), TEST, dtype=np.int8)
-    split = _Split(method, "no model trained this run: every closed outcome is held out", labels)
+    labels = np.full(len(run.y), IN_SAMPLE, dtype=np.int8)
+    split = _Split(method, f"no model trained this run: every closed outcome is scored by the {method}, in-sample "
+                           "(not held out)", labels)
+    run.extra_metrics.append(("combined", SPLITS[IN_SAMPLE], "prior_weights", float(method == "prior weights")))
     off = {layer: f"not in the {method}" for layer in LAYERS if layer not in fits}
     return _result(run, split, labels, fits, off, combiner, probability, per_layer,
                    _explain(contrib, blocks, fits, combiner))
@@ -920,7 +926,8 @@ def _encode(source: _Source, train_pos: np.ndarray, scoring: ScoringPolicy) -> _
             return None
         seen = x[~np.isnan(x)]
         skewed = seen.min() >= 0 and seen.std() > 0 and _skew(seen) > LOG_SCALE_MIN_SKEW
-        zeros = seen.min() >= 0 and np.mean(seen == 0) >= ZERO_FLAG_MIN_SHARE
+        # A 0/1 column's zero flag would only repeat the column; counts with many zeros get one.
+        zeros = seen.min() >= 0 and np.mean(seen == 0) >= ZERO_FLAG_MIN_SHARE and len(np.unique(seen[seen != 0])) > 1
         columns = (source.name, f"{source.name}:missing") + ((f"{source.name}:zero",) if zeros else ())
         width = len(columns)
         draft = _Encoding(source, columns, np.ones(width, bool), np.zeros(width), np.ones(width),
@@ -1365,8 +1372,11 @@ def _capacity_tiers(run: _Run, probability: np.ndarray, priority: np.ndarray) ->
     above_floor = by_share & (probability >= policy.a_min_probability)
     a_rows = np.flatnonzero(above_floor)
     limits = {"policy share": int(by_share.sum()), "probability floor": len(a_rows)}
+    tolerance = run.policy.territories.tolerance_of("a_count")
     if run.a_capacity is not None:
-        limits["AE capacity"] = int(run.a_capacity)
+        # Territories may hold up to (1 + tolerance) times their share of A accounts, so a plan balanced within
+        # the tolerance keeps every owner rep inside capacity only if the A tier fills 1 / (1 + tolerance) of it.
+        limits["AE capacity"] = int(np.floor(run.a_capacity / (1 + tolerance) + 1e-9))
     count = min(limits.values())
     # The strongest accounts keep A; position breaks ties so the count is exact.
     keep = a_rows[np.lexsort((a_rows, -probability[a_rows]))[:count]]
@@ -1374,10 +1384,14 @@ def _capacity_tiers(run: _Run, probability: np.ndarray, priority: np.ndarray) ->
     tiers[keep] = "A"
     bound = min(limits, key=lambda k: (limits[k], list(limits).index(k)))
     cutoff = float(probability[keep].min()) if count else float("nan")
+    capacity = "unknown" if run.a_capacity is None else (
+        f"{limits['AE capacity']} = {run.a_capacity:.0f} A accounts the owner reps can work / (1 + the "
+        f"{tolerance:.0%} A-count balance tolerance)"
+    )
     run.notes["a_tier_cutoff"] = (
         f"A = {count} accounts with conversion probability >= {cutoff:.3f}; bound by the {bound} "
         f"(policy share {limits['policy share']}, above the {policy.a_min_probability:.2f} floor "
-        f"{limits['probability floor']}, AE capacity {limits.get('AE capacity', 'unknown')})"
+        f"{limits['probability floor']}, AE capacity {capacity})"
     )
     run.extra_metrics.extend([
         ("tiers", "all", "a_count", float(count)),
@@ -1386,6 +1400,9 @@ def _capacity_tiers(run: _Run, probability: np.ndarray, priority: np.ndarray) ->
         ("tiers", "all", "a_policy_share_count", float(limits["policy share"])),
         ("tiers", "all", "a_above_floor_count", float(limits["probability floor"])),
         ("tiers", "all", "a_capacity", float(run.a_capacity) if run.a_capacity is not None else float("nan")),
+        ("tiers", "all", "a_balance_tolerance", tolerance),
+        ("tiers", "all", "a_capacity_limit", float(limits.get("AE capacity", float("nan")))),
+        ("tiers", "all", "a_bound_by_capacity", float(bound == "AE capacity")),
     ])
     return tiers
 
@@ -1399,15 +1416,22 @@ def _metric_frame(
     out-of-fold predictions of every closed outcome (see _cross_validated), with its fold count.
     """
     pos, y, bins = run.pos, run.y, run.policy.scoring.ece_bins
+    evaluation = _evaluation_split(labels)
+    # The three splits always have rows (n 0 when empty); in_sample only on the paths that use it.
+    splits = [code for code in range(len(SPLITS)) if code != IN_SAMPLE or evaluation == IN_SAMPLE]
     records = [
-        (run.model_version, layer, split, metric, value)
+        (run.model_version, layer, SPLITS[code], metric, value)
         for layer, probability in probabilities.items()
-        for code, split in enumerate(SPLITS)
+        for code in splits
         for metric, value in binary_metrics(y[labels == code], probability[pos[labels == code]], bins).items()
     ]
     records.append((run.model_version, "combined", "train", "low_confidence", float(bool(run.reasons))))
     # ECE depends on its bins, so the count travels with it (the bins are equal-mass: see equal_mass_bins).
-    records.append((run.model_version, "combined", "test", "ece_bins", float(bins)))
+    records.append((run.model_version, "combined", SPLITS[evaluation], "ece_bins", float(bins)))
+    train, test = y[labels == TRAIN], y[labels == TEST]
+    if len(train) and len(test) and train.mean() > 0:
+        # A later period converting at another rate shifts every held-out metric; analysts need to see it.
+        records.append((run.model_version, "combined", "test", "base_rate_ratio_to_train", float(test.mean() / train.mean())))
     if cross_validated is not None:
         records += [(run.model_version, "combined", CROSS_VALIDATED, metric, value)
                     for metric, value in binary_metrics(y, cross_validated, bins).items()]
@@ -1462,7 +1486,8 @@ def _summary(
     metrics: pd.DataFrame,
 ) -> dict:
     combined = metrics[metrics["layer"] == "combined"]
-    test = combined[combined["split"] == "test"]
+    evaluation = SPLITS[_evaluation_split(labels)]
+    test = combined[combined["split"] == evaluation]
     test_value = {metric: float(value) for metric, value in zip(test["metric"], test["value"])}
     cv = combined[combined["split"] == CROSS_VALIDATED]
     cv_value = {metric: float(value) for metric, value in zip(cv["metric"], cv["value"])}
@@ -1473,15 +1498,17 @@ def _summary(
         "switched_off_layers": switched_off,
         "features_per_layer": {layer: len(fit.encodings) for layer, fit in fits.items()},
         "features": [encoding.source.name for fit in fits.values() for encoding in fit.encodings],
-        "data_window": _data_window(run.closed["date"][labels != TEST]),
+        "data_window": _data_window(run.closed["date"][labels < TEST]),
         "layer_models": {
             layer: "logistic regression" if fit.booster is None else "gradient boosting" for layer, fit in fits.items()
         },
         "combiner_weights": dict(zip(fits, combiner.weights.tolist())) if combiner else {},
         "split_method": split.method,
         "split_note": split.note,
-        "n": {name: int(count) for name, count in zip(SPLITS, counts)},
-        "tier_lift_rows": "test split" if fits else "all closed outcomes (no model, no held-out split)",
+        "n": {name: int(count) for name, count in zip(SPLITS, counts) if name != SPLITS[IN_SAMPLE] or count},
+        "evaluation": _evaluation_label(split, evaluation, counts),
+        "tier_lift_rows": _evaluation_label(split, evaluation, counts) if fits else
+        "all closed outcomes (no model, no held-out split)",
         "test_auc": test_value.get("auc"),
         "test_brier": test_value.get("brier"),
         "test_ece": test_value.get("ece"),
@@ -1497,6 +1524,20 @@ def _summary(
         **run.notes,
         **run.facts,
     }
+
+
+def _evaluation_split(labels: np.ndarray) -> int:
+    """The split a run's headline metrics come from: in_sample when no model was fitted this run, else test."""
+    return IN_SAMPLE if (labels == IN_SAMPLE).any() else TEST
+
+
+def _evaluation_label(split: _Split, evaluation: str, counts: np.ndarray) -> str:
+    """What the headline metrics are, in words a reviewer can check."""
+    n = int(counts[SPLITS.index(evaluation)])
+    if evaluation == SPLITS[IN_SAMPLE]:
+        return f"in-sample, {split.method} (all {n} closed outcomes; nothing held out)"
+    how = "latest by close date" if split.method == "time" else "stratified at random"
+    return f"held-out test ({n} closed outcomes, {how})"
 
 
 # ---------------------------------------------------------------- the champion model applied to new rows
