@@ -19,14 +19,15 @@ class _Strict(BaseModel):
 class ScoringPolicy(_Strict):
     as_of_date: date | None = None
     random_seed: int = 42
-    calibration_share: float = Field(0.2, gt=0, lt=0.5)
     test_share: float = Field(0.2, gt=0, lt=0.5)
     min_closed_outcomes: int = 200
     min_won_outcomes: int = 40
     min_distinct_accounts: int = 200
     # The combiner's C; each layer's C is chosen from the grid by cross-validated log loss.
     regularization_c: float = 1.0
-    regularization_grid: list[float] = [0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
+    regularization_grid: list[float] = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0]
+    # Penalties each layer's logistic regression is tried with (the grid's every C for each).
+    penalties: list[Literal["l2", "l1"]] = ["l2", "l1"]
     cv_folds: int = Field(5, ge=2)
     # Relative log-loss gain boosting needs over logistic regression, and Brier gain isotonic needs over sigmoid.
     model_choice_min_gain: float = Field(0.01, ge=0)

@@ -35,6 +35,14 @@ def _kpi_line(rows: list[tuple]) -> str:
             + f"; forecast Brier {brier}")
 
 
+def _ece_note(values: dict[str, float]) -> str:
+    """The ECE's bins, and the ECE perfectly calibrated predictions would show on the same rows."""
+    floor = values.get("ece_noise_floor")
+    return (f" (ECE over {int(values['ece_bins'])} equal-mass bins"
+            + (f"; perfectly calibrated predictions would show {floor:.3f} on these rows" if floor is not None else "")
+            + ")")
+
+
 def model_lines(con, shift_note: float) -> list[str]:
     """The model's metrics and tier lift, saying on which rows: held-out test, out-of-fold or in-sample.
 
@@ -55,7 +63,7 @@ def model_lines(con, shift_note: float) -> list[str]:
         values = by_split.get("test", {})
         label = "held-out test"
     shown = ", ".join(f"{k} {values[k]:.3f}" for k in ("auc", "brier", "ece", "log_loss") if k in values)
-    bins = f" (ECE over {int(values['ece_bins'])} equal-mass bins)" if "ece" in values and "ece_bins" in values else ""
+    bins = _ece_note(values) if "ece" in values and "ece_bins" in values else ""
     lines = [f"model ({label}, n={int(values.get('n', 0)):,}): {shown or 'no evaluated outcomes'}{bins}{warning}"]
     ratio = by_split.get("test", {}).get("base_rate_ratio_to_train")
     if ratio is not None and abs(ratio - 1) >= shift_note:
@@ -66,7 +74,7 @@ def model_lines(con, shift_note: float) -> list[str]:
     if cv:
         lines.append(f"model (out-of-fold over all {int(cv['n']):,} closed outcomes): "
                      + ", ".join(f"{k} {cv[k]:.3f}" for k in ("auc", "brier", "ece") if k in cv)
-                     + f" (ECE over {int(cv['ece_bins'])} equal-mass bins)")
+                     + _ece_note(cv))
     lift = _rows(con, "select tier, n, conversion_rate from tier_lift order by tier")
     if lift:
         lines.append(f"tier lift ({'in-sample' if 'in_sample' in by_split else 'held-out'} conversion): "

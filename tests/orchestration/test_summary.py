@@ -22,11 +22,12 @@ def test_held_out_metrics_with_a_base_rate_shift_are_labelled_and_the_shift_is_p
     con = warehouse([
         ("train", "base_rate", 0.08), ("train", "low_confidence", 0.0), ("test", "base_rate", 0.209),
         ("test", "base_rate_ratio_to_train", 0.209 / 0.08), ("test", "n", 1600.0), ("test", "auc", 0.67),
-        ("test", "ece", 0.05), ("test", "ece_bins", 10.0), ("cross_validated", "n", 8000.0),
+        ("test", "ece", 0.05), ("test", "ece_bins", 10.0), ("test", "ece_noise_floor", 0.021), ("cross_validated", "n", 8000.0),
         ("cross_validated", "auc", 0.7), ("cross_validated", "ece", 0.01), ("cross_validated", "ece_bins", 10.0),
     ], [("A", 100, 0.4), ("B", 500, 0.2), ("C", 1000, 0.1)])
     lines = model_lines(con, 0.25)
-    assert lines[0] == "model (held-out test, n=1,600): auc 0.670, ece 0.050 (ECE over 10 equal-mass bins)"
+    assert lines[0] == ("model (held-out test, n=1,600): auc 0.670, ece 0.050 (ECE over 10 equal-mass bins; perfectly "
+                        "calibrated predictions would show 0.021 on these rows)")
     assert lines[1] == ("  base rate shift: the held-out test period converts at 20.9% against 8.0% in train (2.6x); "
                         "held-out calibration and Brier reflect that shift")
     assert lines[2].startswith("model (out-of-fold over all 8,000 closed outcomes): auc 0.700, ece 0.010")
