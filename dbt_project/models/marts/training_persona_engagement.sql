@@ -70,7 +70,7 @@ engaged as (
     inner join events
         on
             cutoffs.account_id = events.account_id
-            and events.occurred_at < cutoffs.feature_cutoff_at
+            and cutoffs.feature_cutoff_at > events.occurred_at
     inner join contacts
         on events.contact_id = contacts.contact_id
     where
