@@ -87,6 +87,11 @@ class ModelRegistry:
         return next(v for v in versions if v["model_version"] == version)
 
 
+# Relative log-loss gap below which two models tie: the scoring pass sums contributions in float32, the champion's
+# re-scoring in float64, so one model scored both ways differs around the seventh digit.
+LOG_LOSS_TIE = 1e-6
+
+
 def challenger_wins(challenger_log_loss: float, champion_log_loss: float) -> bool:
-    """A challenger replaces the champion only when its held-out log loss is not worse."""
-    return challenger_log_loss <= champion_log_loss
+    """A challenger replaces the champion only when its held-out log loss is not worse (ties promote)."""
+    return challenger_log_loss <= champion_log_loss * (1 + LOG_LOSS_TIE)

@@ -19,14 +19,15 @@ class _Strict(BaseModel):
 class ScoringPolicy(_Strict):
     as_of_date: date | None = None
     random_seed: int = 42
-    calibration_share: float = Field(0.2, gt=0, lt=0.5)
     test_share: float = Field(0.2, gt=0, lt=0.5)
     min_closed_outcomes: int = 200
     min_won_outcomes: int = 40
     min_distinct_accounts: int = 200
     # The combiner's C; each layer's C is chosen from the grid by cross-validated log loss.
     regularization_c: float = 1.0
-    regularization_grid: list[float] = [0.01, 0.03, 0.1, 0.3, 1.0]
+    regularization_grid: list[float] = [0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0]
+    # Penalties each layer's logistic regression is tried with (the grid's every C for each).
+    penalties: list[Literal["l2", "l1"]] = ["l2", "l1"]
     cv_folds: int = Field(5, ge=2)
     # Relative log-loss gain boosting needs over logistic regression, and Brier gain isotonic needs over sigmoid.
     model_choice_min_gain: float = Field(0.01, ge=0)
@@ -40,6 +41,8 @@ class ScoringPolicy(_Strict):
     # Placeholder values of extra account columns that mean "not filled in" (compared case-insensitively).
     missing_value_tokens: list[str] = ["select", "n/a", "null", "nan", "-", "?", "not specified"]
     ece_bins: int = 10
+    # The run summary reports the test split's base rate beside train's when their ratio is off 1 by this much.
+    base_rate_shift_note: float = Field(0.25, gt=0)
     engagement_half_life_days: float = 30
     deal_value_cap_quantile: float = Field(0.95, gt=0, le=1)
     # Extra account columns never learned from (compared case-insensitively). acquisition_cost is spent

@@ -1,10 +1,11 @@
 """Account scoring: layer models, their learned and calibrated combination, tiers, potential and reasons.
 
 Each layer (fit, engagement, persona) is its own model trained on the train split of closed opportunities:
-a regularised logistic regression, or gradient boosting when cross-validated log loss says it is clearly
-better. A second logistic regression, fitted on the calibration split, combines the layer logits; sigmoid
-(Platt) or isotonic calibration on out-of-fold combiner scores, chosen by cross-validated Brier score, makes
-the result a probability. The test split is only ever used for evaluation. A feature that separates won from
+a regularised logistic regression (L1 or L2, C chosen by cross-validated log loss), or gradient boosting when
+cross-validated log loss says it is clearly better. A second logistic regression combines the layer logits;
+it is fitted on out-of-fold layer logits of every train row (cross-fitting), and sigmoid (Platt) or isotonic
+calibration on out-of-fold combiner scores, chosen by cross-validated Brier score, makes the result a
+probability. The test split (the latest outcomes where dates exist) is only ever used for evaluation. A feature that separates won from
 lost almost perfectly on its own is treated as leaked from the outcome and excluded.
 """
 
@@ -31,10 +32,12 @@ from ml.policy import Policy, ScoringPolicy, TierPolicy
 
 LAYERS = ("fit", "engagement", "persona")
 LAYER_PREFIXES = {"fit": "fit_", "engagement": "eng_", "persona": "persona_"}
-SPLITS = ("train", "calibration", "test")
+# in_sample: every closed outcome scored by a model this run did not fit (the champion, whose training rows
+# may be among them, or the policy's prior weights, whose intercept is their base rate): not held out.
+SPLITS = ("train", "test", "in_sample")
 # Metrics of out-of-fold predictions over every closed outcome: the held-out figure with the most rows.
 CROSS_VALIDATED = "cross_validated"
-TRAIN, CALIBRATION, TEST = range(3)
+TRAIN, TEST, IN_SAMPLE = range(3)
 TIERS = ("A", "B", "C")
 OTHER, MISSING = "other", "missing"
 # How a top factor's account value is shown.
@@ -55,13 +58,15 @@ BOOSTING_PARAMS = {"learning_rate": 0.1, "max_iter": 100, "max_leaf_nodes": 8, "
                    "l2_regularization": 1.0}
 # Occlusion explanations of boosted layers run over accounts in chunks so memory stays bounded.
 EXPLAIN_CHUNK = 100_000
-# Folds for the out-of-fold combiner scores the final Platt scaling is fitted on.
+# Folds for the out-of-fold combiner logits the final calibration map is fitted on.
 CALIBRATION_FOLDS = 5
 TOP_FACTORS_PER_SIDE = 3
 # A contribution that rounds to 0.00 explains nothing.
 MIN_SHOWN_CONTRIBUTION = 0.005
 # A column whose spread on the training rows is this small relative to its level carries no signal.
 CONSTANT_TOLERANCE = 1e-9
+# Simulated outcome draws behind an ECE's noise floor (see ece_noise_floor).
+ECE_NOISE_DRAWS = 200
 # Keeps log loss finite when a model is certain.
 PROBABILITY_CLIP = 1e-15
 LBFGS_MAX_ITER = 1000
@@ -315,6 +320,23 @@ def assign_tiers(priority: np.ndarray, tiers: TierPolicy) -> np.ndarray:
     )
 
 
+def ece_noise_floor(p: np.ndarray, bins: int, draws: int, seed: int) -> float:
+    """Mean ECE of perfectly calibrated predictions p: outcomes drawn as Bernoulli(p), binned as ECE bins them.
+
+    ECE over n rows is biased upward by sampling noise alone (about 0.03 for 700 rows in 10 bins at a 20%
+    base rate), so a held-out ECE is read against this floor: near it, the rows cannot show miscalibration.
+    """
+    p = np.asarray(p, dtype=float)
+    if len(p) == 0:
+        return float("nan")
+    bin_of = equal_mass_bins(p, bins)
+    rng = np.random.default_rng(seed)
+    # One vectorised pass over the rows per draw keeps memory at one column however many rows there are.
+    gaps = [np.abs(np.bincount(bin_of, weights=p - (rng.random(len(p)) < p), minlength=bins)).sum()
+            for _ in range(draws)]
+    return float(np.mean(gaps) / len(p))
+
+
 def binary_metrics(y: np.ndarray, p: np.ndarray, bins: int) -> dict[str, float]:
     """n, base rate, Brier, log loss, ECE and (when both classes are present) AUC of predictions p."""
     y = np.asarray(y, dtype=float)
@@ -361,7 +383,8 @@ def score_accounts(
     (None) every training row uses its account's as-of features. The `low_confidence` metric is one row (layer
     combined, split train) with value 1.0 or 0.0. Below the policy's minimum outcomes no model is trained:
     `champion` (the promoted model, when there is one) or else the policy's prior weights score the
-    accounts. `a_capacity` caps the A tier at what the owner reps can work. Raises ValueError when
+    accounts. `a_capacity` (A accounts the owner reps can work) caps the A tier at a share that a plan
+    balanced within the policy's A-count tolerance keeps inside every rep's capacity. Raises ValueError when
     account_id is missing or duplicated, a feature column holds dates, or a signal has an unknown layer.
     """
     scoring = policy.scoring
@@ -432,23 +455,26 @@ def _model_result(
     run: _Run, split: _Split, fits: dict[str, _LayerFit], switched_off: dict[str, str],
     choices: dict[str, dict[str, float]],
 ) -> ScoringResult:
-    """Calibrate and combine the fitted layers, score every account, evaluate on every split.
+    """Combine and calibrate the fitted layers, score every account, evaluate on every split.
 
-    The layer models ran over the accounts' rows and the training rows after them, so one pass gives the
-    accounts' scores and the closed outcomes' held-out predictions.
+    The combiner and the calibration maps learn from out-of-fold layer logits of every training row (each from
+    the layer refitted without that row's fold), so they see as many rows as the layers did and none that the
+    scoring layer model had learned. The layer models ran over the accounts' rows and the training rows after
+    them, so one pass gives the accounts' scores and the closed outcomes' held-out predictions.
     """
     pos, y, labels = run.pos, run.y, split.labels
-    cal = labels == CALIBRATION
+    train = labels == TRAIN
     n = len(run.features)
     contrib, blocks, logits = _layer_logits(fits, n + len(run.closed))
-    layer_probability = _calibrate_layers(logits, pos[cal], y[cal])
-    combiner, brier = _fit_combiner(logits[pos[cal]], y[cal], run.policy.scoring)
+    held_logits = _out_of_fold_layer_logits(fits, choices, pos[train], y[train], run.policy.scoring)
+    layer_probability = _calibrate_layers(logits, held_logits, y[train])
+    combiner, brier = _fit_combiner(held_logits, y[train], run.policy.scoring)
     isotonic = combiner.isotonic is not None
     run.notes["calibration"] = "isotonic" if isotonic else "sigmoid"
     run.extra_metrics.extend([
-        ("combined", "calibration", "cv_brier_sigmoid", brier["sigmoid"]),
-        ("combined", "calibration", "cv_brier_isotonic", brier["isotonic"]),
-        ("combined", "calibration", "isotonic_chosen", float(isotonic)),
+        ("combined", "train", "cv_brier_sigmoid", brier["sigmoid"]),
+        ("combined", "train", "cv_brier_isotonic", brier["isotonic"]),
+        ("combined", "train", "isotonic_chosen", float(isotonic)),
     ])
     probability = combiner.probability(logits)
     per_layer = dict(zip(fits, layer_probability.T))
@@ -472,12 +498,13 @@ def _result(
     scores = _score_frame(run, {layer: 100.0 * p[:n] for layer, p in per_layer.items()}, probability[:n], factors)
     metrics = _metric_frame(run, per_layer | {"combined": probability}, labels, cross_validated)
     test = labels == TEST
+    evaluated = labels == _evaluation_split(labels)
     tiers = _row_tiers(scores["tier"].to_numpy(), probability)
     return ScoringResult(
         account_scores=scores,
         metrics=metrics,
         weights=_weight_frame(run, fits, combiner),
-        tier_lift=_tier_lift(run, tiers[run.pos[test]], run.y[test]),
+        tier_lift=_tier_lift(run, tiers[run.pos[evaluated]], run.y[evaluated]),
         summary=_summary(run, split, labels, switched_off, fits, combiner, metrics),
         model=_champion(run, fits, combiner, probability[:n]),
         held_out=pd.DataFrame({"account_id": run.features["account_id"].to_numpy()[run.account_pos[test]],
@@ -554,8 +581,10 @@ def _fixed_model_result(run: _Run, fits: dict[str, _LayerFit], combiner: _Combin
     contrib, blocks, logits = _layer_logits(fits, len(run.features))
     probability = combiner.probability(logits)
     per_layer = {layer: expit(logits[:, j]) for j, layer in enumerate(fits)}
-    labels = np.full(len(run.y), TEST, dtype=np.int8)
-    split = _Split(method, "no model trained this run: every closed outcome is held out", labels)
+    labels = np.full(len(run.y), IN_SAMPLE, dtype=np.int8)
+    split = _Split(method, f"no model trained this run: every closed outcome is scored by the {method}, in-sample "
+                           "(not held out)", labels)
+    run.extra_metrics.append(("combined", SPLITS[IN_SAMPLE], "prior_weights", float(method == "prior weights")))
     off = {layer: f"not in the {method}" for layer in LAYERS if layer not in fits}
     return _result(run, split, labels, fits, off, combiner, probability, per_layer,
                    _explain(contrib, blocks, fits, combiner))
@@ -657,8 +686,8 @@ def _split(closed: pd.DataFrame, scoring: ScoringPolicy) -> _Split:
     if dated_share >= MIN_DATED_SHARE:
         labels = _time_split(closed, scoring)
         if _has_both_classes(labels, y):
-            return _Split("time", "latest closed opportunities held out for calibration and test", labels)
-        note = "the time split left train or calibration with one outcome class; split at random"
+            return _Split("time", "latest closed opportunities held out for test", labels)
+        note = "the time split left train with one outcome class; split at random"
     else:
         note = f"only {dated_share:.0%} of closed opportunities have a date; split at random"
     labels = _random_split(y, scoring)
@@ -673,10 +702,8 @@ def _time_split(closed: pd.DataFrame, scoring: ScoringPolicy) -> np.ndarray:
     tie_break = pd.factorize(closed["opportunity_id"], sort=True)[0]
     order = np.lexsort((tie_break, moment))
     n = len(order)
-    n_test, n_cal = _share(n, scoring.test_share), _share(n, scoring.calibration_share)
     labels = np.full(n, TRAIN, dtype=np.int8)
-    labels[order[n - n_test:]] = TEST
-    labels[order[n - n_test - n_cal:n - n_test]] = CALIBRATION
+    labels[order[n - _share(n, scoring.test_share):]] = TEST
     return labels
 
 
@@ -685,9 +712,7 @@ def _random_split(y: np.ndarray, scoring: ScoringPolicy) -> np.ndarray:
     labels = np.full(len(y), TRAIN, dtype=np.int8)
     for cls in (0, 1):
         rows = rng.permutation(np.flatnonzero(y == cls))
-        n_test, n_cal = _share(len(rows), scoring.test_share), _share(len(rows), scoring.calibration_share)
-        labels[rows[:n_test]] = TEST
-        labels[rows[n_test:n_test + n_cal]] = CALIBRATION
+        labels[rows[:_share(len(rows), scoring.test_share)]] = TEST
     return labels
 
 
@@ -696,7 +721,9 @@ def _share(n: int, share: float) -> int:
 
 
 def _has_both_classes(labels: np.ndarray, y: np.ndarray) -> bool:
-    return all(0 < y[labels == part].sum() < (labels == part).sum() for part in (TRAIN, CALIBRATION))
+    """Train holds at least two rows of each class, so its folds can be stratified."""
+    won = y[labels == TRAIN].sum()
+    return min(won, (labels == TRAIN).sum() - won) >= 2
 
 
 # ---------------------------------------------------------------- sources: one explainable input each
@@ -920,7 +947,8 @@ def _encode(source: _Source, train_pos: np.ndarray, scoring: ScoringPolicy) -> _
             return None
         seen = x[~np.isnan(x)]
         skewed = seen.min() >= 0 and seen.std() > 0 and _skew(seen) > LOG_SCALE_MIN_SKEW
-        zeros = seen.min() >= 0 and np.mean(seen == 0) >= ZERO_FLAG_MIN_SHARE
+        # A 0/1 column's zero flag would only repeat the column; counts with many zeros get one.
+        zeros = seen.min() >= 0 and np.mean(seen == 0) >= ZERO_FLAG_MIN_SHARE and len(np.unique(seen[seen != 0])) > 1
         columns = (source.name, f"{source.name}:missing") + ((f"{source.name}:zero",) if zeros else ())
         width = len(columns)
         draft = _Encoding(source, columns, np.ones(width, bool), np.zeros(width), np.ones(width),
@@ -936,6 +964,11 @@ def _encode(source: _Source, train_pos: np.ndarray, scoring: ScoringPolicy) -> _
     keep = scale > CONSTANT_TOLERANCE * np.maximum(1.0, np.abs(centre))
     if not keep.any():
         return None
+    if source.levels is not None:
+        # Level indicators stay 0/1: the penalty then shrinks each level's own effect alike, so a rare level
+        # (a state with forty rows) is pulled toward the average harder than a common one, as a random effect
+        # would be; standardising would divide its indicator by a small spread and shrink it least.
+        scale = np.where(keep, 1.0, scale)
     return replace(draft, columns=tuple(np.asarray(columns)[keep]), keep=keep, centre=centre[keep],
                    scale=scale[keep])
 
@@ -1003,17 +1036,26 @@ def _single_source_auc(encoding: _Encoding, train_pos: np.ndarray, y: np.ndarray
 def _fit_layer(
     encodings: list[_Encoding], train_pos: np.ndarray, y: np.ndarray, scoring: ScoringPolicy
 ) -> tuple[_LayerFit, dict[str, float]]:
-    """Logistic regression (C chosen by cross-validated log loss) unless boosting is clearly better."""
+    """Logistic regression (penalty and C chosen by cross-validated log loss) unless boosting is clearly better.
+
+    An L1 penalty drops the columns that carry nothing (a region with thirty levels of noise) instead of
+    shrinking every column as hard as the noisiest ones need; cross-validation decides whether it helps.
+    """
     blocks = [e.design(train_pos) for e in encodings]
     x = np.hstack(blocks)
     folds = _folds(y, scoring)
-    logistic_loss = {c: _cv_log_loss(lambda c=c: _logistic(c), x, y, folds) for c in scoring.regularization_grid}
-    best_c = min(logistic_loss, key=logistic_loss.get)
+    logistic_loss = {
+        (penalty, c): _cv_log_loss(lambda c=c, penalty=penalty: _logistic(c, penalty), x, y, folds)
+        for penalty in scoring.penalties for c in scoring.regularization_grid
+    }
+    best_penalty, best_c = min(logistic_loss, key=logistic_loss.get)
+    best_loss = logistic_loss[best_penalty, best_c]
     boosting_loss = _cv_log_loss(lambda: _boosting(scoring.random_seed), x, y, folds)
-    boosted = boosting_loss < logistic_loss[best_c] * (1 - scoring.model_choice_min_gain)
+    boosted = boosting_loss < best_loss * (1 - scoring.model_choice_min_gain)
     comparison = {
-        "cv_log_loss_logistic": logistic_loss[best_c], "cv_log_loss_boosting": boosting_loss,
-        "regularization_c": best_c, "boosting_chosen": float(boosted), "cv_folds": float(len(folds)),
+        "cv_log_loss_logistic": best_loss, "cv_log_loss_boosting": boosting_loss,
+        "regularization_c": best_c, "l1_penalty": float(best_penalty == "l1"), "boosting_chosen": float(boosted),
+        "cv_folds": float(len(folds)),
     }
     return _fit_chosen(encodings, train_pos, y, comparison, scoring, x), comparison
 
@@ -1026,7 +1068,7 @@ def _fit_chosen(
     blocks = [e.design(train_pos) for e in encodings]
     x = np.hstack(blocks) if x is None else x
     if not choice["boosting_chosen"]:
-        model = _logistic(choice["regularization_c"]).fit(x, y)
+        model = _logistic(choice["regularization_c"], "l1" if choice["l1_penalty"] else "l2").fit(x, y)
         coefs = np.split(model.coef_[0], np.cumsum([b.shape[1] for b in blocks])[:-1])
         return _LayerFit(tuple(encodings), tuple(coefs), float(model.intercept_[0]))
     with threadpool_limits(1, user_api="openmp"):
@@ -1037,7 +1079,11 @@ def _fit_chosen(
     return replace(draft, coefs=coefs)
 
 
-def _logistic(c: float) -> LogisticRegression:
+def _logistic(c: float, penalty: str = "l2") -> LogisticRegression:
+    if penalty == "l1":
+        # liblinear is the solver with an exact L1 path; it penalises the intercept too, which the layer's
+        # calibration map and the combiner's intercept absorb.
+        return LogisticRegression(C=c, l1_ratio=1.0, solver="liblinear", max_iter=LBFGS_MAX_ITER)
     return LogisticRegression(C=c, max_iter=LBFGS_MAX_ITER)
 
 
@@ -1080,11 +1126,11 @@ def _layer_logits(fits: dict[str, _LayerFit], n: int) -> tuple[np.ndarray, list[
     return contrib, blocks, logits
 
 
-def _calibrate_layers(logits: np.ndarray, cal_pos: np.ndarray, y_cal: np.ndarray) -> np.ndarray:
-    """Each layer's logit Platt-scaled on the calibration split: a probability per account and layer."""
+def _calibrate_layers(logits: np.ndarray, held_logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Each layer's logit Platt-scaled on its out-of-fold logits of the training rows: a probability per row."""
     columns = []
     for j in range(logits.shape[1]):
-        slope, offset = _fit_platt(logits[cal_pos, j], y_cal)
+        slope, offset = _fit_platt(held_logits[:, j], y)
         columns.append(expit(slope * logits[:, j] + offset))
     return np.column_stack(columns)
 
@@ -1141,34 +1187,50 @@ def _cross_validated(
 ) -> np.ndarray:
     """Out-of-fold conversion probability of every closed outcome, for a held-out ECE on thousands of rows.
 
-    Per fold the whole recipe is refitted on the other folds: their rows split into train and calibration
-    in the run's proportions (stratified at random), encodings and layer models (the run's model choices)
-    on train, combiner and calibration on calibration; the fold's rows are then predicted, never seen.
+    Per fold the whole recipe is refitted on the other folds: encodings and layer models (the run's model
+    choices), then combiner and calibration on those rows' own out-of-fold layer logits; the fold's rows are
+    then predicted, never seen.
     """
     scoring = run.policy.scoring
     pos, y = run.pos, run.y
-    rng = np.random.default_rng(scoring.random_seed)
-    calibration_share = scoring.calibration_share / (1 - scoring.test_share)
     held = np.empty(len(y))
     for rest, fold in _folds(y, scoring):
-        in_calibration = np.zeros(len(rest), dtype=bool)
-        for cls in (0, 1):
-            rows = rng.permutation(np.flatnonzero(y[rest] == cls))
-            in_calibration[rows[:_share(len(rows), calibration_share)]] = True
-        fit_rows, cal_rows = rest[~in_calibration], rest[in_calibration]
-        logits = []
-        for layer, fit in fits.items():
-            encodings = [e for e in (_encode(old.source, pos[fit_rows], scoring) for old in fit.encodings) if e is not None]
-            if encodings:
-                refit = _fit_chosen(encodings, pos[fit_rows], y[fit_rows], choices[layer], scoring)
-                logits.append(refit.contributions(refit.encodings, pos[np.concatenate([cal_rows, fold])])[1])
-        if not logits:
-            held[fold] = y[fit_rows].mean()
-            continue
-        logits = np.column_stack(logits)
-        combiner, _ = _fit_combiner(logits[:len(cal_rows)], y[cal_rows], scoring, isotonic)
-        held[fold] = combiner.probability(logits[len(cal_rows):])
+        inner = _out_of_fold_layer_logits(fits, choices, pos[rest], y[rest], scoring)
+        combiner, _ = _fit_combiner(inner, y[rest], scoring, isotonic)
+        held[fold] = combiner.probability(_refit_logits(fits, choices, pos, y, rest, fold, scoring))
     return held
+
+
+def _out_of_fold_layer_logits(
+    fits: dict[str, _LayerFit], choices: dict[str, dict[str, float]], pos: np.ndarray, y: np.ndarray,
+    scoring: ScoringPolicy,
+) -> np.ndarray:
+    """Every layer's logit of each row (rows x layers) from the layer refitted without that row's fold."""
+    held = np.empty((len(y), len(fits)))
+    for fit_rows, held_rows in _folds(y, scoring):
+        held[held_rows] = _refit_logits(fits, choices, pos, y, fit_rows, held_rows, scoring)
+    return held
+
+
+def _refit_logits(
+    fits: dict[str, _LayerFit], choices: dict[str, dict[str, float]], pos: np.ndarray, y: np.ndarray,
+    fit_rows: np.ndarray, predict_rows: np.ndarray, scoring: ScoringPolicy,
+) -> np.ndarray:
+    """Layer logits of predict_rows (rows x layers) from each layer's recipe refitted on fit_rows.
+
+    Both index pos and y; encodings are refitted too, so no statistic of predict_rows reaches them.
+    """
+    columns = []
+    for layer, fit in fits.items():
+        encodings = [e for e in (_encode(old.source, pos[fit_rows], scoring) for old in fit.encodings) if e is not None]
+        if encodings:
+            refit = _fit_chosen(encodings, pos[fit_rows], y[fit_rows], choices[layer], scoring)
+            columns.append(refit.contributions(refit.encodings, pos[predict_rows])[1])
+        else:
+            # Every feature of the layer is constant on these rows: the layer knows only the base rate.
+            rate = y[fit_rows].mean()
+            columns.append(np.full(len(predict_rows), np.log(rate / (1 - rate))))
+    return np.column_stack(columns)
 
 
 def _isotonic(score: np.ndarray, y: np.ndarray) -> IsotonicRegression:
@@ -1176,7 +1238,7 @@ def _isotonic(score: np.ndarray, y: np.ndarray) -> IsotonicRegression:
 
 
 def _out_of_fold_logits(x: np.ndarray, y: np.ndarray, c: float, seed: int) -> np.ndarray:
-    """Combiner logits for each calibration row from a model that did not see that row."""
+    """Combiner logits for each row from a combiner that did not see that row."""
     folds = min(CALIBRATION_FOLDS, int(min(y.sum(), len(y) - y.sum())))
     if folds < 2:
         return _logistic(c).fit(x, y).decision_function(x)
@@ -1365,8 +1427,11 @@ def _capacity_tiers(run: _Run, probability: np.ndarray, priority: np.ndarray) ->
     above_floor = by_share & (probability >= policy.a_min_probability)
     a_rows = np.flatnonzero(above_floor)
     limits = {"policy share": int(by_share.sum()), "probability floor": len(a_rows)}
+    tolerance = run.policy.territories.tolerance_of("a_count")
     if run.a_capacity is not None:
-        limits["AE capacity"] = int(run.a_capacity)
+        # Territories may hold up to (1 + tolerance) times their share of A accounts, so a plan balanced within
+        # the tolerance keeps every owner rep inside capacity only if the A tier fills 1 / (1 + tolerance) of it.
+        limits["AE capacity"] = int(np.floor(run.a_capacity / (1 + tolerance) + 1e-9))
     count = min(limits.values())
     # The strongest accounts keep A; position breaks ties so the count is exact.
     keep = a_rows[np.lexsort((a_rows, -probability[a_rows]))[:count]]
@@ -1374,10 +1439,14 @@ def _capacity_tiers(run: _Run, probability: np.ndarray, priority: np.ndarray) ->
     tiers[keep] = "A"
     bound = min(limits, key=lambda k: (limits[k], list(limits).index(k)))
     cutoff = float(probability[keep].min()) if count else float("nan")
+    capacity = "unknown" if run.a_capacity is None else (
+        f"{limits['AE capacity']} = {run.a_capacity:.0f} A accounts the owner reps can work / (1 + the "
+        f"{tolerance:.0%} A-count balance tolerance)"
+    )
     run.notes["a_tier_cutoff"] = (
         f"A = {count} accounts with conversion probability >= {cutoff:.3f}; bound by the {bound} "
         f"(policy share {limits['policy share']}, above the {policy.a_min_probability:.2f} floor "
-        f"{limits['probability floor']}, AE capacity {limits.get('AE capacity', 'unknown')})"
+        f"{limits['probability floor']}, AE capacity {capacity})"
     )
     run.extra_metrics.extend([
         ("tiers", "all", "a_count", float(count)),
@@ -1386,6 +1455,9 @@ def _capacity_tiers(run: _Run, probability: np.ndarray, priority: np.ndarray) ->
         ("tiers", "all", "a_policy_share_count", float(limits["policy share"])),
         ("tiers", "all", "a_above_floor_count", float(limits["probability floor"])),
         ("tiers", "all", "a_capacity", float(run.a_capacity) if run.a_capacity is not None else float("nan")),
+        ("tiers", "all", "a_balance_tolerance", tolerance),
+        ("tiers", "all", "a_capacity_limit", float(limits.get("AE capacity", float("nan")))),
+        ("tiers", "all", "a_bound_by_capacity", float(bound == "AE capacity")),
     ])
     return tiers
 
@@ -1399,20 +1471,35 @@ def _metric_frame(
     out-of-fold predictions of every closed outcome (see _cross_validated), with its fold count.
     """
     pos, y, bins = run.pos, run.y, run.policy.scoring.ece_bins
+    evaluation = _evaluation_split(labels)
+    # The three splits always have rows (n 0 when empty); in_sample only on the paths that use it.
+    splits = [code for code in range(len(SPLITS)) if code != IN_SAMPLE or evaluation == IN_SAMPLE]
     records = [
-        (run.model_version, layer, split, metric, value)
+        (run.model_version, layer, SPLITS[code], metric, value)
         for layer, probability in probabilities.items()
-        for code, split in enumerate(SPLITS)
+        for code in splits
         for metric, value in binary_metrics(y[labels == code], probability[pos[labels == code]], bins).items()
     ]
     records.append((run.model_version, "combined", "train", "low_confidence", float(bool(run.reasons))))
-    # ECE depends on its bins, so the count travels with it (the bins are equal-mass: see equal_mass_bins).
-    records.append((run.model_version, "combined", "test", "ece_bins", float(bins)))
+    # ECE depends on its bins and rows, so the bin count and the noise floor travel with it.
+    scoring = run.policy.scoring
+    evaluated = labels == evaluation
+    records += [
+        (run.model_version, "combined", SPLITS[evaluation], "ece_bins", float(bins)),
+        (run.model_version, "combined", SPLITS[evaluation], "ece_noise_floor",
+         ece_noise_floor(probabilities["combined"][pos[evaluated]], bins, ECE_NOISE_DRAWS, scoring.random_seed)),
+    ]
+    train, test = y[labels == TRAIN], y[labels == TEST]
+    if len(train) and len(test) and train.mean() > 0:
+        # A later period converting at another rate shifts every held-out metric; analysts need to see it.
+        records.append((run.model_version, "combined", "test", "base_rate_ratio_to_train", float(test.mean() / train.mean())))
     if cross_validated is not None:
         records += [(run.model_version, "combined", CROSS_VALIDATED, metric, value)
                     for metric, value in binary_metrics(y, cross_validated, bins).items()]
         records += [(run.model_version, "combined", CROSS_VALIDATED, "ece_bins", float(bins)),
-                    (run.model_version, "combined", CROSS_VALIDATED, "folds", float(len(_folds(y, run.policy.scoring))))]
+                    (run.model_version, "combined", CROSS_VALIDATED, "ece_noise_floor",
+                     ece_noise_floor(cross_validated, bins, ECE_NOISE_DRAWS, scoring.random_seed)),
+                    (run.model_version, "combined", CROSS_VALIDATED, "folds", float(len(_folds(y, scoring))))]
     records += [(run.model_version, *row) for row in run.extra_metrics]
     return pd.DataFrame(records, columns=list(METRIC_COLUMNS))
 
@@ -1462,7 +1549,8 @@ def _summary(
     metrics: pd.DataFrame,
 ) -> dict:
     combined = metrics[metrics["layer"] == "combined"]
-    test = combined[combined["split"] == "test"]
+    evaluation = SPLITS[_evaluation_split(labels)]
+    test = combined[combined["split"] == evaluation]
     test_value = {metric: float(value) for metric, value in zip(test["metric"], test["value"])}
     cv = combined[combined["split"] == CROSS_VALIDATED]
     cv_value = {metric: float(value) for metric, value in zip(cv["metric"], cv["value"])}
@@ -1473,15 +1561,17 @@ def _summary(
         "switched_off_layers": switched_off,
         "features_per_layer": {layer: len(fit.encodings) for layer, fit in fits.items()},
         "features": [encoding.source.name for fit in fits.values() for encoding in fit.encodings],
-        "data_window": _data_window(run.closed["date"][labels != TEST]),
+        "data_window": _data_window(run.closed["date"][labels < TEST]),
         "layer_models": {
             layer: "logistic regression" if fit.booster is None else "gradient boosting" for layer, fit in fits.items()
         },
         "combiner_weights": dict(zip(fits, combiner.weights.tolist())) if combiner else {},
         "split_method": split.method,
         "split_note": split.note,
-        "n": {name: int(count) for name, count in zip(SPLITS, counts)},
-        "tier_lift_rows": "test split" if fits else "all closed outcomes (no model, no held-out split)",
+        "n": {name: int(count) for name, count in zip(SPLITS, counts) if name != SPLITS[IN_SAMPLE] or count},
+        "evaluation": _evaluation_label(split, evaluation, counts),
+        "tier_lift_rows": _evaluation_label(split, evaluation, counts) if fits else
+        "all closed outcomes (no model, no held-out split)",
         "test_auc": test_value.get("auc"),
         "test_brier": test_value.get("brier"),
         "test_ece": test_value.get("ece"),
@@ -1497,6 +1587,20 @@ def _summary(
         **run.notes,
         **run.facts,
     }
+
+
+def _evaluation_split(labels: np.ndarray) -> int:
+    """The split a run's headline metrics come from: in_sample when no model was fitted this run, else test."""
+    return IN_SAMPLE if (labels == IN_SAMPLE).any() else TEST
+
+
+def _evaluation_label(split: _Split, evaluation: str, counts: np.ndarray) -> str:
+    """What the headline metrics are, in words a reviewer can check."""
+    n = int(counts[SPLITS.index(evaluation)])
+    if evaluation == SPLITS[IN_SAMPLE]:
+        return f"in-sample, {split.method} (all {n} closed outcomes; nothing held out)"
+    how = "latest by close date" if split.method == "time" else "stratified at random"
+    return f"held-out test ({n} closed outcomes, {how})"
 
 
 # ---------------------------------------------------------------- the champion model applied to new rows

@@ -135,17 +135,19 @@ TOPICS: tuple[tuple[str, float], ...] = (
     ("sales compensation", 0.08),
     ("pipeline management", 0.05),
 )
-FIRST_PARTY_RATE = 25.0
+FIRST_PARTY_RATE = 60.0
 FIRST_PARTY_SLOPE = 0.8
-TOPIC_RATE = 5.0
+TOPIC_RATE = 10.0
 TOPIC_SLOPE = 0.6
 PRICING_BASE = -2.2
 PRICING_SLOPE = 0.8
 # Recency exponent slope: higher intent concentrates events near as_of.
 RECENCY_SLOPE = 0.5
+# Engagement history reaches this many days before the first deal of the window.
+EVENT_LEAD_DAYS = 180
 ANONYMOUS_SHARE = 0.15
 
-OPPORTUNITY_BASE = -0.45
+OPPORTUNITY_BASE = 0.6
 OPPORTUNITY_INTENT = 0.35
 CLOSED_SHARE = 0.75
 # Stage labels as CRMs export them; the rare variants exercise the downstream stage mapping.
@@ -740,7 +742,11 @@ def _events_chunk(
     strength = np.clip(np.round(50 + 15 * chunk.intent[account_tp] + rng.normal(0, 10, n_tp)), 1, 100)
 
     account = np.concatenate([account_fp, account_tp])
-    seconds = _seconds_before(rng, np.exp(RECENCY_SLOPE * chunk.intent[account]))
+    # Interest is steady over the history window: an account's event rate, not its timing, follows its
+    # intent, so features computed as of any past date (a training row's cutoff) read intent as today's do.
+    # Events reach EVENT_LEAD_DAYS further back than the deals, so a deal closed early in the window still
+    # has its full 180 days of history before its cutoff.
+    seconds = 1 + np.floor((_HISTORY_S + EVENT_LEAD_DAYS * _DAY_S - 1) * rng.random(account.size)).astype(np.int64)
     return pl.DataFrame({
         "account_id": chunk.account_ids.gather(account),
         "event_type": _labels(EVENT_TYPES).gather(event_type),

@@ -47,6 +47,53 @@ def _attribute_lines(rows: list[tuple]) -> list[str]:
     return lines
 
 
+def _ece_note(values: dict[str, float]) -> str:
+    """The ECE's bins, and the ECE perfectly calibrated predictions would show on the same rows."""
+    floor = values.get("ece_noise_floor")
+    return (f" (ECE over {int(values['ece_bins'])} equal-mass bins"
+            + (f"; perfectly calibrated predictions would show {floor:.3f} on these rows" if floor is not None else "")
+            + ")")
+
+
+def model_lines(con, shift_note: float) -> list[str]:
+    """The model's metrics and tier lift, saying on which rows: held-out test, out-of-fold or in-sample.
+
+    A held-out base rate off train's by `shift_note` (relative) or more gets a line of its own.
+    """
+    combined = _rows(con, "select split, metric, value from score_model_metrics where layer = 'combined'")
+    by_split: dict[str, dict[str, float]] = {}
+    for split, metric, value in combined:
+        by_split.setdefault(split, {})[metric] = value
+    low_conf = max((v.get("low_confidence", 0.0) for v in by_split.values()), default=0.0)
+    warning = ("  [LOW CONFIDENCE: outcomes or distinct accounts below the policy minimums; see score_model_metrics]"
+               if low_conf else "")
+    if "in_sample" in by_split:
+        values = by_split["in_sample"]
+        scorer = "policy prior weights" if values.get("prior_weights") else "the champion model"
+        label = f"in-sample, {scorer}; no model trained this run, nothing held out"
+    else:
+        values = by_split.get("test", {})
+        label = "held-out test"
+    shown = ", ".join(f"{k} {values[k]:.3f}" for k in ("auc", "brier", "ece", "log_loss") if k in values)
+    bins = _ece_note(values) if "ece" in values and "ece_bins" in values else ""
+    lines = [f"model ({label}, n={int(values.get('n', 0)):,}): {shown or 'no evaluated outcomes'}{bins}{warning}"]
+    ratio = by_split.get("test", {}).get("base_rate_ratio_to_train")
+    if ratio is not None and abs(ratio - 1) >= shift_note:
+        train, test = by_split["train"]["base_rate"], by_split["test"]["base_rate"]
+        lines.append(f"  base rate shift: the held-out test period converts at {test:.1%} against {train:.1%} in "
+                     f"train ({ratio:.1f}x); held-out calibration and Brier reflect that shift")
+    cv = by_split.get("cross_validated")
+    if cv:
+        lines.append(f"model (out-of-fold over all {int(cv['n']):,} closed outcomes): "
+                     + ", ".join(f"{k} {cv[k]:.3f}" for k in ("auc", "brier", "ece") if k in cv)
+                     + _ece_note(cv))
+    lift = _rows(con, "select tier, n, conversion_rate from tier_lift order by tier")
+    if lift:
+        lines.append(f"tier lift ({'in-sample' if 'in_sample' in by_split else 'held-out'} conversion): "
+                     + ", ".join(f"{t} {rate:.1%} (n={n:,})" for t, n, rate in lift if rate is not None))
+    return lines
+
+
 def print_run_summary(settings: PipelineSettings, result: ExecuteInProcessResult, seconds: float) -> None:
     lines = [f"run {result.run_id} succeeded in {seconds:.0f} s", "", "inputs (rows in = accepted + rejected):"]
     with settings.reader() as con:
@@ -67,27 +114,7 @@ def print_run_summary(settings: PipelineSettings, result: ExecuteInProcessResult
         total = sum(tiers.values())
         lines.append("")
         lines.append("tiers: " + ", ".join(f"{t} {tiers.get(t, 0):,}" for t in "ABC") + f" (of {total:,} accounts)")
-        metrics = dict(_rows(con, """
-            select metric, value from score_model_metrics
-            where layer = 'combined' and split = 'test' and metric in ('auc', 'brier', 'ece', 'log_loss', 'n')
-        """))
-        low_conf = _rows(con, "select max(value) from score_model_metrics where metric = 'low_confidence'")[0][0]
-        shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in ("auc", "brier", "ece", "log_loss") if k in metrics)
-        lines.append(f"model (held-out test, n={int(metrics.get('n', 0)):,}): {shown or 'no held-out outcomes'}"
-                     + ("  [LOW CONFIDENCE: outcomes or distinct accounts below the policy minimums; see "
-                        "score_model_metrics]" if low_conf else ""))
-        cv = dict(_rows(con, """
-            select metric, value from score_model_metrics
-            where layer = 'combined' and split = 'cross_validated' and metric in ('auc', 'brier', 'ece', 'n', 'ece_bins')
-        """))
-        if cv:
-            lines.append(f"model (out-of-fold over all {int(cv['n']):,} closed outcomes): "
-                         + ", ".join(f"{k} {cv[k]:.3f}" for k in ("auc", "brier", "ece") if k in cv)
-                         + f" (ECE over {int(cv['ece_bins'])} equal-mass bins)")
-        lift = _rows(con, "select tier, n, conversion_rate from tier_lift order by tier")
-        if lift:
-            lines.append("tier lift (held-out conversion): "
-                         + ", ".join(f"{t} {rate:.1%} (n={n:,})" for t, n, rate in lift if rate is not None))
+        lines += model_lines(con, settings.load_policy().scoring.base_rate_shift_note)
 
         basis, count = _rows(con, "select any_value(basis), count(*) from territories")[0]
         balance = territory_balance(con)

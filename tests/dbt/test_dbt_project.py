@@ -360,3 +360,20 @@ def test_parse_needs_no_database(tmp_path: Path) -> None:
     result = _dbt("parse", warehouse, tmp_path)
     assert result.returncode == 0, result.stdout[-4000:]
     assert not warehouse.exists()
+
+
+def test_engaged_contacts_per_persona_as_of_and_before_each_cutoff(warehouse: Path) -> None:
+    personas = {r[0] for r in _query(warehouse, "select persona from main.personas")}
+    as_of = dict(_query(warehouse, "select persona, engaged_contacts_90d from main.account_persona_engagement "
+                                   "where account_id = 'A1'"))
+    # Every persona of the seed has a row, zero included: C1 (CEO), C2 (revenue operations director) and C3
+    # (engineer) engaged in the last 90 days.
+    assert set(as_of) == personas
+    assert {p: n for p, n in as_of.items() if n} == {"economic_buyer": 1, "champion": 1, "technical_evaluator": 1}
+    # O1 closed 2023-03-01, when only C2 had engaged; O2 is undated, so it reads A2's as-of counts (none).
+    o1 = dict(_query(warehouse, "select persona, engaged_contacts_90d from main.training_persona_engagement "
+                                "where opportunity_id = 'O1'"))
+    assert set(o1) == personas and {p: n for p, n in o1.items() if n} == {"champion": 1}
+    o2 = _query(warehouse, "select count(*), sum(engaged_contacts_90d) from main.training_persona_engagement "
+                           "where opportunity_id = 'O2'")
+    assert o2 == [(len(personas), 0)]

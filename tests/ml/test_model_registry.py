@@ -51,3 +51,7 @@ def test_unknown_versions_are_refused_and_ties_promote(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="model version v9 is not in"):
         registry.promote("v9", "by hand")
     assert challenger_wins(0.40, 0.40) and challenger_wins(0.39, 0.40) and not challenger_wins(0.41, 0.40)
+    # The same model scored in float32 and re-scored in float64 ties (seen: 0.4346696 vs 0.4346692) ...
+    assert challenger_wins(0.43466956, 0.43466923)
+    # ... while a worse model a thousandth of the loss away does not.
+    assert not challenger_wins(0.4351, 0.4346)

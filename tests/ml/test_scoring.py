@@ -15,6 +15,7 @@ from ml.policy import Policy, TierPolicy
 from ml.scoring import (
     ScoringResult,
     assign_tiers,
+    ece_noise_floor,
     expected_calibration_error,
     percentile_rank,
     reliability_table,
@@ -133,8 +134,9 @@ def test_recovered_weights_have_the_signs_of_the_truth(known_truth):
 
 def test_metrics_cover_every_active_layer_and_split(known_truth):
     _, _, result = known_truth
-    n = {split: metric(result, "combined", split, "n") for split in ("train", "calibration", "test")}
-    assert n == {"train": 7200.0, "calibration": 2400.0, "test": 2400.0}
+    n = {split: metric(result, "combined", split, "n") for split in ("train", "test")}
+    assert n == {"train": 9600.0, "test": 2400.0}
+    assert "calibration" not in set(result.metrics["split"])
     assert set(result.metrics["layer"]) == {"fit", "engagement", "combined", "tiers"}
     for layer in ("fit", "engagement"):
         assert 0.6 < metric(result, layer, "test", "auc") < metric(result, "combined", "test", "auc")
@@ -213,8 +215,9 @@ def test_time_split_puts_the_latest_closed_rows_in_test():
     won = (ordered["outcome"] == "won").to_numpy()
     assert result.summary["split_method"] == "time"
     assert metric(result, "combined", "test", "base_rate") == pytest.approx(won[-400:].mean())
-    assert metric(result, "combined", "calibration", "base_rate") == pytest.approx(won[-800:-400].mean())
-    assert metric(result, "combined", "train", "n") == 1200
+    assert metric(result, "combined", "train", "base_rate") == pytest.approx(won[:-400].mean())
+    assert metric(result, "combined", "train", "n") == 1600
+    assert metric(result, "combined", "test", "base_rate_ratio_to_train") == pytest.approx(won[-400:].mean() / won[:-400].mean())
 
 
 def test_mostly_undated_outcomes_use_a_stratified_random_split():
@@ -224,7 +227,7 @@ def test_mostly_undated_outcomes_use_a_stratified_random_split():
     result = run({**inputs, "outcomes": outcomes})
     assert result.summary["split_method"] == "random"
     overall = (outcomes["outcome"] == "won").mean()
-    for split in ("train", "calibration", "test"):
+    for split in ("train", "test"):
         assert abs(metric(result, "combined", split, "base_rate") - overall) < 0.003
     again = run({**inputs, "outcomes": outcomes})
     probability = result.account_scores["conversion_probability"]
@@ -320,6 +323,15 @@ def test_below_the_outcome_minimums_no_model_is_trained_and_the_prior_weights_sc
     scores = result.account_scores.assign(x0=inputs["features"]["fit_x0"])
     assert spearmanr(scores["conversion_probability"], scores["x0"]).statistic == pytest.approx(1.0)
     assert abs(scores["conversion_probability"].mean() - 0.63) < 0.1
+    # The intercept is these outcomes' base rate, so every metric of this path is in-sample, and says so.
+    n = len(inputs["outcomes"])
+    assert metric(result, "combined", "in_sample", "n") == n
+    assert metric(result, "combined", "in_sample", "prior_weights") == 1.0
+    assert metric(result, "combined", "in_sample", "ece_bins") == 10
+    assert metric(result, "combined", "test", "n") == 0
+    assert result.summary["n"] == {"train": 0, "test": 0, "in_sample": n}
+    assert result.summary["evaluation"] == f"in-sample, prior weights (all {n} closed outcomes; nothing held out)"
+    assert result.summary["test_auc"] == metric(result, "combined", "in_sample", "auc")
 
 
 def test_below_the_outcome_minimums_the_champion_keeps_scoring():
@@ -335,8 +347,13 @@ def test_below_the_outcome_minimums_the_champion_keeps_scoring():
                            few["signals"], Policy(), "test-v3", SCORED_AT, champion=trained.model)
     # No outcomes at all: nothing to evaluate on, so even odds, not the champion.
     assert (again.account_scores["conversion_probability"] == 0.5).all()
-    # The champion's own weights score the new accounts, evaluated on all 150 closed rows.
-    assert metric(result, "combined", "test", "n") == 150
+    # The champion's own weights score the new accounts, evaluated on all 150 closed rows, which it may have
+    # trained on: in-sample, not held out.
+    assert metric(result, "combined", "in_sample", "n") == 150
+    assert metric(result, "combined", "test", "n") == 0
+    assert metric(result, "combined", "in_sample", "prior_weights") == 0.0
+    assert result.summary["evaluation"] == "in-sample, champion (all 150 closed outcomes; nothing held out)"
+    assert result.tier_lift["n"].sum() == 150
     assert result.account_scores["top_factors"].str.contains("employees").any()
 
 
@@ -361,10 +378,16 @@ def test_layer_model_choice_and_calibration_choice_are_recorded(known_truth):
         chosen = metric(result, layer, "train", "boosting_chosen")
         assert chosen == float(boosting < logistic * 0.99)
         assert metric(result, layer, "train", "regularization_c") in Policy().scoring.regularization_grid
+        assert metric(result, layer, "train", "l1_penalty") in (0.0, 1.0)
     # The truth is logistic, so logistic regression is kept.
     assert result.summary["layer_models"] == {"fit": "logistic regression", "engagement": "logistic regression"}
-    assert metric(result, "combined", "calibration", "isotonic_chosen") in (0.0, 1.0)
+    assert metric(result, "combined", "train", "isotonic_chosen") in (0.0, 1.0)
     assert metric(result, "combined", "test", "ece_bins") == 10
+    # The test split has a quarter of the out-of-fold rows, so sampling noise alone gives it the larger ECE.
+    assert metric(result, "combined", "test", "ece_noise_floor") > metric(result, "combined", "cross_validated",
+                                                                          "ece_noise_floor") > 0
+    assert result.summary["evaluation"] == "held-out test (2400 closed outcomes, latest by close date)"
+    assert "in_sample" not in set(result.metrics["split"]) and "in_sample" not in result.summary["n"]
 
 
 def test_the_a_tier_is_cut_to_capacity_and_the_probability_floor():
@@ -373,9 +396,22 @@ def test_the_a_tier_is_cut_to_capacity_and_the_probability_floor():
                             inputs["signals"], Policy(), "cap", SCORED_AT, a_capacity=100)
     scores = capped.account_scores
     a = scores[scores["tier"] == "A"]
-    assert len(a) == 100 and metric(capped, "tiers", "all", "a_count") == 100
+    # A territory may hold 5% (the A-count tolerance) more than its share of A accounts, so the A tier fills
+    # 100 / 1.05 of the capacity: a plan balanced within the tolerance then overloads no rep.
+    assert len(a) == 95 and metric(capped, "tiers", "all", "a_count") == 95
+    assert metric(capped, "tiers", "all", "a_capacity") == 100
+    assert metric(capped, "tiers", "all", "a_capacity_limit") == 95
+    assert metric(capped, "tiers", "all", "a_balance_tolerance") == 0.05
+    assert metric(capped, "tiers", "all", "a_bound_by_capacity") == 1.0
     assert a["conversion_probability"].min() >= scores.loc[scores["tier"] != "A", "conversion_probability"].max()
     assert "bound by the AE capacity" in capped.summary["a_tier_cutoff"]
+    assert "95 = 100 A accounts the owner reps can work / (1 + the 5% A-count balance tolerance)" in \
+        capped.summary["a_tier_cutoff"]
+    # A wider A-count tolerance leaves less of the capacity to fill: 100 / 1.25.
+    wide = Policy.model_validate({"territories": {"tolerances": {"a_count": 0.25}}})
+    loose = score_accounts(inputs["features"], inputs["outcomes"], inputs["technologies"], inputs["attributes"],
+                           inputs["signals"], wide, "cap", SCORED_AT, a_capacity=100)
+    assert (loose.account_scores["tier"] == "A").sum() == 80
     floor = Policy.model_validate({"tiers": {"a_min_probability": 0.9}})
     high = run(inputs, floor).account_scores
     assert (high.loc[high["tier"] == "A", "conversion_probability"] >= 0.9).all()
@@ -456,6 +492,16 @@ def test_expected_calibration_error_on_a_hand_computed_example():
     assert table["observed_rate"].tolist() == pytest.approx([0.0, 0.5, 1.0])
     # A perfectly calibrated bin adds nothing.
     assert expected_calibration_error([1, 0, 1, 0], [0.5, 0.5, 0.5, 0.5], 2) == pytest.approx(0.0)
+
+
+def test_ece_noise_floor_is_the_ece_of_perfectly_calibrated_predictions():
+    # Certain predictions are always right: no noise at all.
+    assert ece_noise_floor(np.array([0.0, 0.0, 1.0, 1.0]), 2, 50, 0) == 0.0
+    # One bin of 400 rows at 0.5: E|k/400 - 0.5| for k ~ Binomial(400, 0.5) is sqrt(0.25/400) * sqrt(2/pi).
+    assert ece_noise_floor(np.full(400, 0.5), 1, 2000, 0) == pytest.approx(0.025 * np.sqrt(2 / np.pi), rel=0.05)
+    # Fewer rows, more noise.
+    p = np.random.default_rng(0).uniform(0.05, 0.5, 4000)
+    assert ece_noise_floor(p[:700], 10, 200, 0) > 2 * ece_noise_floor(p, 10, 200, 0)
 
 
 def test_percentile_rank_and_tiers():

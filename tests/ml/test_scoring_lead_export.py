@@ -175,8 +175,8 @@ def test_lead_fixture_has_the_shape_of_a_lead_scoring_export(lead_run):
 def test_undated_leads_split_at_random_and_stratified(lead_run):
     _, _, result = lead_run
     assert result.summary["split_method"] == "random"
-    assert result.summary["n"] == {"train": 5400, "calibration": 1800, "test": 1800}
-    for split in ("train", "calibration", "test"):
+    assert result.summary["n"] == {"train": 7200, "test": 1800}
+    for split in ("train", "test"):
         assert abs(metric(result.metrics, split, "base_rate") - metric(result.metrics, "train", "base_rate")) < 0.002
 
 

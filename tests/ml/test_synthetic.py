@@ -231,10 +231,14 @@ def test_account_attributes_are_realistic(export):
     assert 0.05 < accounts["it_budget_index"].null_count() / accounts.height < 0.2
 
 
-def test_events_lie_in_the_year_before_as_of(export):
+def test_events_span_the_deal_window_and_the_lead_before_it(export):
     events = export.tables["engagement_events"]
     assert events["occurred_at"].max() < AS_OF_TS
-    assert events["occurred_at"].min() >= AS_OF_TS - timedelta(days=365)
+    reach = timedelta(days=synthetic.HISTORY_DAYS + synthetic.EVENT_LEAD_DAYS)
+    assert events["occurred_at"].min() >= AS_OF_TS - reach
+    # Steady interest: about as many events in the lead period before the first deal as its length implies.
+    early = (events["occurred_at"] < AS_OF_TS - timedelta(days=synthetic.HISTORY_DAYS)).mean()
+    assert abs(early - synthetic.EVENT_LEAD_DAYS / (synthetic.HISTORY_DAYS + synthetic.EVENT_LEAD_DAYS)) < 0.02
     assert set(events["event_type"]) == set(synthetic.EVENT_TYPES)
     topics = events.filter(pl.col("event_type") == "intent_topic")
     others = events.filter(pl.col("event_type") != "intent_topic")
@@ -258,8 +262,8 @@ def test_event_volume_and_mix_follow_latent_intent(export):
         .with_columns(quintile=pl.col("true_intent_logit").rank("ordinal").mul(5).floordiv(N_ACCOUNTS + 1))
     )
     assert 0.05 < (per_account["events"] == 0).mean() < 0.16
-    # Default-size exports should land around 100k-300k events for 5,000 accounts.
-    assert 20 < per_account["events"].mean() < 60
+    # Default-size exports should land around 250k-650k events for 5,000 accounts.
+    assert 50 < per_account["events"].mean() < 130
     by_quintile = per_account.group_by("quintile").agg(
         pl.col("events").mean(), pricing_share=pl.col("pricing").sum() / pl.col("events").sum()
     ).sort("quintile")
@@ -284,7 +288,7 @@ def test_won_rate_follows_true_probability(export):
 
 def test_opportunity_stages_and_dates(export):
     opportunities = export.tables["opportunities"]
-    assert 0.3 < opportunities["account_id"].n_unique() / N_ACCOUNTS < 0.5
+    assert 0.5 < opportunities["account_id"].n_unique() / N_ACCOUNTS < 0.75
     assert opportunities.group_by("account_id").len()["len"].max() <= 3
     canonical = {"Closed Won", "Closed Lost", "Prospecting", "Negotiation"}
     variant_share = (~opportunities["stage"].is_in(canonical)).mean()

@@ -153,7 +153,13 @@ def import_and_run(kind: str, folder: Path, root: Path) -> Path:
 
 def test_maven_crm_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     warehouse = import_and_run("maven-crm", shared_folder("maven_crm"), tmp_path)
-    assert "account_scores:model_confident (WARN)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "account_scores:model_confident (WARN)" in out
+    # 85 accounts are below the minimums, so no model is trained: the prior weights' metrics are in-sample.
+    assert "model (in-sample, policy prior weights; no model trained this run, nothing held out, n=6,711)" in out
+    assert "held-out" not in out
+    assert scalar(warehouse, "select value from score_model_metrics where split = 'in_sample' and metric = 'n'") == 6711
+    assert scalar(warehouse, "select value from score_model_metrics where split = 'test' and metric = 'n'") == 0
     assert scalar(warehouse, "select count(distinct account_id) from account_scores") == 85
     assert scalar(warehouse, "select count(*) from territory_assignments") == 85
     assert scalar(warehouse, "select count(distinct account_id) from territory_assignments") == 85
@@ -173,4 +179,12 @@ def test_olist_funnel_end_to_end(tmp_path: Path) -> None:
     test_n = scalar(warehouse, "select value from score_model_metrics "
                                "where layer = 'combined' and split = 'test' and metric = 'n'")
     assert test_n > 1000
+    # The A tier leaves room for the A-count balance tolerance, so no balanced territory overloads its rep.
+    assert scalar(warehouse, "select count(*) from monitor_coverage where status = 'alert'") == 0
+    tolerance = scalar(warehouse, "select value from score_model_metrics where metric = 'a_balance_tolerance'")
+    assert tolerance == Policy().territories.tolerance_of("a_count")
+    train, test = (scalar(warehouse, "select value from score_model_metrics where layer = 'combined' "
+                                     f"and split = '{split}' and metric = 'base_rate'") for split in ("train", "test"))
+    ratio = scalar(warehouse, "select value from score_model_metrics where metric = 'base_rate_ratio_to_train'")
+    assert ratio == pytest.approx(test / train) and ratio > 1.5
     assert scalar(warehouse, "select count(*) from score_model_metrics where split = 'test' and metric = 'ece'") >= 1

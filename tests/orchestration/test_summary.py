@@ -1,0 +1,49 @@
+"""The run summary's model lines say which rows the metrics come from and point out a held-out base-rate shift."""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+
+from orchestration.summary import model_lines
+
+
+def warehouse(metrics: list[tuple[str, str, float]], lift: list[tuple[str, int, float]]) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    frame = pd.DataFrame(metrics, columns=["split", "metric", "value"]).assign(layer="combined", model_version="v1")
+    con.register("metrics_frame", frame)
+    con.execute("create table score_model_metrics as select model_version, layer, split, metric, value from metrics_frame")
+    con.register("lift_frame", pd.DataFrame(lift, columns=["tier", "n", "conversion_rate"]))
+    con.execute("create table tier_lift as select * from lift_frame")
+    return con
+
+
+def test_held_out_metrics_with_a_base_rate_shift_are_labelled_and_the_shift_is_printed():
+    con = warehouse([
+        ("train", "base_rate", 0.08), ("train", "low_confidence", 0.0), ("test", "base_rate", 0.209),
+        ("test", "base_rate_ratio_to_train", 0.209 / 0.08), ("test", "n", 1600.0), ("test", "auc", 0.67),
+        ("test", "ece", 0.05), ("test", "ece_bins", 10.0), ("test", "ece_noise_floor", 0.021), ("cross_validated", "n", 8000.0),
+        ("cross_validated", "auc", 0.7), ("cross_validated", "ece", 0.01), ("cross_validated", "ece_bins", 10.0),
+    ], [("A", 100, 0.4), ("B", 500, 0.2), ("C", 1000, 0.1)])
+    lines = model_lines(con, 0.25)
+    assert lines[0] == ("model (held-out test, n=1,600): auc 0.670, ece 0.050 (ECE over 10 equal-mass bins; perfectly "
+                        "calibrated predictions would show 0.021 on these rows)")
+    assert lines[1] == ("  base rate shift: the held-out test period converts at 20.9% against 8.0% in train (2.6x); "
+                        "held-out calibration and Brier reflect that shift")
+    assert lines[2].startswith("model (out-of-fold over all 8,000 closed outcomes): auc 0.700, ece 0.010")
+    assert lines[3] == "tier lift (held-out conversion): A 40.0% (n=100), B 20.0% (n=500), C 10.0% (n=1,000)"
+    # Below the threshold the shift is not worth a line.
+    assert not any("base rate shift" in line for line in model_lines(con, 2.0))
+
+
+def test_in_sample_metrics_of_the_prior_weights_are_not_called_held_out():
+    con = warehouse([
+        ("train", "low_confidence", 1.0), ("train", "n", 0.0), ("test", "n", 0.0), ("in_sample", "n", 6711.0),
+        ("in_sample", "auc", 0.55), ("in_sample", "ece", 0.02), ("in_sample", "ece_bins", 10.0),
+        ("in_sample", "prior_weights", 1.0),
+    ], [("A", 900, 0.7), ("B", 2000, 0.63), ("C", 3811, 0.6)])
+    lines = model_lines(con, 0.25)
+    assert lines[0].startswith("model (in-sample, policy prior weights; no model trained this run, nothing held out, "
+                               "n=6,711): auc 0.550, ece 0.020 (ECE over 10 equal-mass bins)  [LOW CONFIDENCE")
+    assert not any("held-out" in line for line in lines)
+    assert lines[-1].startswith("tier lift (in-sample conversion): A 70.0% (n=900)")
