@@ -135,7 +135,10 @@ def _kpis(con) -> str:
     if not table_exists(con, "kpi_by_tier"):
         return "<p>no KPI marts yet</p>"
     by_tier = read_frame(con, f"select tier, {', '.join(KPI_REPORT_COLUMNS)} from kpi_by_tier order by tier")
-    lift = read_frame(con, "select tier, conversion_rate as held_out_conversion_rate from tier_lift order by tier")
+    # Without a model trained this run (prior weights or the champion), nothing was held out: say so.
+    in_sample = read_frame(con, "select count(*) as n from score_model_metrics where split = 'in_sample'").iloc[0]["n"]
+    label = "in_sample_conversion_rate" if in_sample else "held_out_conversion_rate"
+    lift = read_frame(con, f"select tier, conversion_rate as {label} from tier_lift order by tier")
     window = read_frame(con, "select max(window_days) as days, max(as_of_date) as as_of, "
                              "count(outcome_window_days) as windowed from kpi_by_tier").iloc[0]
     outcomes = "" if window["windowed"] else (" (win rate and won amount over every outcome on record: some "

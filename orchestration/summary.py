@@ -42,7 +42,7 @@ def _attribute_lines(rows: list[tuple]) -> list[str]:
     if not rows:
         return []
     used = [name for name, is_used, _ in rows if is_used]
-    lines = [f"extra account columns used as fit features: {', '.join(used) if used else 'none'}"]
+    lines = [f"extra account columns offered to the fit layer: {', '.join(used) if used else 'none'}"]
     lines += [f"  left out: {name} ({reason})" for name, is_used, reason in rows if not is_used]
     return lines
 
@@ -135,6 +135,8 @@ def print_run_summary(settings: PipelineSettings, result: ExecuteInProcessResult
     lines += [
         "",
         f"warehouse:  {settings.warehouse_path}",
+        f"report:     {settings.reports_dir / 'territory_report.html'} (self-contained HTML: map, balance, tiers, "
+        "KPIs, monitors)",
         f"analysts:   {settings.analytics_path} (read-only copy, safe to query during runs), e.g.",
         (".venv/bin/python -c \"import duckdb; print(duckdb.connect('"
          f"{settings.analytics_path}', read_only=True).sql('select tier, count(*) from account_scores group by 1'))\""),

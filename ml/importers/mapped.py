@@ -82,6 +82,12 @@ def import_mapped(src: str | Path, table: str, mapping: dict[str, str], out: str
     notes = (
         [f"{len(kept)} unmapped source columns kept under their own names: {', '.join(kept)}"] if kept else []
     )
+    as_contract = [c for c in kept if c not in renamed and normalise_column_name(c) in spec.columns]
+    if as_contract:
+        notes.append(
+            "of these, read as the contract's own columns (their names match): "
+            + ", ".join(f"{c} -> {normalise_column_name(c)}" for c in as_contract)
+        )
     if renamed:
         notes.append(
             f"kept as {CLASH_PREFIX}<name> because a mapped column takes the name: {', '.join(renamed)}"

@@ -66,6 +66,8 @@ def test_a_repeated_key_is_refused_and_a_composite_key_resolves_it(tmp_path):
     # The parts stay as columns of their own (City and State are the contract's city and state).
     assert list(frame.columns) == ["account_id", "city", "state", "population"]
     assert summary["rows_written"] == {"accounts.csv": 6}
+    assert "of these, read as the contract's own columns (their names match): City -> city, State -> state" \
+        in summary["notes"]
 
 
 def test_fortune500_headquarters_plan_into_twenty_balanced_geographic_territories(tmp_path):
