@@ -119,6 +119,8 @@ def test_first_run_is_its_own_drift_reference(synthetic_run: Path) -> None:
     assert scalar(synthetic_run, "select max(psi) from monitor_score_drift") == pytest.approx(0.0, abs=1e-9)
 
 
+# Slow (a second whole run, ~85 s): `make test-all` runs it. It is the last test on the shared run.
+@pytest.mark.slow
 def test_second_run_measures_drift_against_the_first(synthetic_run: Path) -> None:
     first_run = scalar(synthetic_run, "select any_value(run_id) from monitor_score_drift")
     routed_before = scalar(synthetic_run, "select count(*) from routing_decisions")
@@ -151,6 +153,8 @@ def import_and_run(kind: str, folder: Path, root: Path) -> Path:
     return warehouse
 
 
+# Slow (a whole run on 8,800 opportunities and 35 reps, ~145 s): `make test-all` runs it.
+@pytest.mark.slow
 def test_maven_crm_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     warehouse = import_and_run("maven-crm", shared_folder("maven_crm"), tmp_path)
     out = capsys.readouterr().out
