@@ -72,7 +72,7 @@ def main() -> int:
 
     started = time.perf_counter()
     cli = subprocess.run([str(Path(sys.executable).with_name("territory")), "route", "--input", str(lead_file),
-                          "--warehouse", str(warehouse), "--show", "0"], capture_output=True, text=True)
+                          "--warehouse", str(warehouse), "--show", "0"], check=False, capture_output=True, text=True)
     cli_seconds = time.perf_counter() - started
     if cli.returncode != 0:
         raise SystemExit(f"territory route failed: {cli.stderr[-2000:]}")
@@ -81,7 +81,7 @@ def main() -> int:
     # The territory rule of each decision, without its distance: "nearest territory centre", "fallback ...".
     rules = first["reason"].str.split("; ", n=1).str[1].str.replace(r",? \d[\d.,]* km$", "", regex=True)
     print(json.dumps({
-        "leads": int(len(first)),
+        "leads": len(first),
         "start_seconds": round(start_seconds, 3),
         "route_seconds": round(route_seconds, 3),
         "cli_seconds": round(cli_seconds, 2),

@@ -285,6 +285,7 @@ def plan_territories(
     warnings: list[str] = []
     owners = _owner_reps(reps, policy, warnings)
     acc = _account_arrays(accounts, owners, workload_weights, policy, warnings)
+    _granularity_warning(len(acc.ids), len(owners), policy, warnings)
     ramp = _ramp_shares(owners, policy)
     capacity = _capacities(owners, policy, len(acc.ids), ramp, warnings)
     basis = _choose_basis(policy, acc, warnings)
@@ -488,13 +489,32 @@ def _capacities(
     return capacity
 
 
+def _granularity_warning(n_accounts: int, n_owners: int, policy: TerritoryPolicy, warnings: list[str]) -> None:
+    """Say so when a single account is a bigger step than the count tolerance of a territory."""
+    per_rep = n_accounts / max(n_owners, 1)
+    tolerance = policy.tolerance_of("account_count")
+    if n_owners > 1 and per_rep * tolerance < 1:
+        warnings.append(
+            f"{n_accounts:,} accounts over {n_owners} owner reps is {per_rep:.1f} per rep: one account is "
+            f"{1 / per_rep:.0%} of a territory's mean count, more than the ±{tolerance:.0%} band, so balance "
+            f"may be out of reach; fewer owner reps, or a wider tolerance, would fit this book"
+        )
+
+
 def _choose_basis(policy: TerritoryPolicy, acc: _Accounts, warnings: list[str]) -> str:
     """Geo or vertical, as the policy says; 'auto' is geo when enough accounts have coordinates."""
     geo_share = float(acc.has_geo.mean()) if len(acc.has_geo) else 0.0
+    shapeless = (
+        "no account has an industry either, so the territories are balanced but have no shape; add "
+        "coordinates or an industry to the accounts to group them"
+    )
     if policy.basis == "vertical" or (policy.basis == "auto" and geo_share < policy.min_geo_share):
+        if len(acc.industry) and (acc.industry < 0).all():
+            warnings.append(f"vertical territories group accounts by industry, but {shapeless}")
         return "vertical"
     if geo_share == 0:
-        warnings.append("no account has coordinates, so territories are vertical although the basis is geo")
+        warnings.append("no account has coordinates, so territories are vertical although the basis is geo"
+                        + (f"; {shapeless}" if len(acc.industry) and (acc.industry < 0).all() else ""))
         return "vertical"
     if geo_share < 1:
         warnings.append(

@@ -135,8 +135,8 @@ def print_run_summary(settings: PipelineSettings, result: ExecuteInProcessResult
     lines += [
         "",
         f"warehouse:  {settings.warehouse_path}",
-        f"report:     {settings.reports_dir / 'territory_report.html'} (self-contained HTML: map, balance, tiers, "
-        "KPIs, monitors)",
+        (f"report:     {settings.reports_dir / 'territory_report.html'} (self-contained HTML: map, balance, tiers, "
+         "KPIs, monitors)"),
         f"analysts:   {settings.analytics_path} (read-only copy, safe to query during runs), e.g.",
         (".venv/bin/python -c \"import duckdb; print(duckdb.connect('"
          f"{settings.analytics_path}', read_only=True).sql('select tier, count(*) from account_scores group by 1'))\""),

@@ -120,17 +120,14 @@ def _source_sql(columns: list[str]) -> str:
 def _refuse_repeated_keys(con: duckdb.DuckDBPyConnection, path: Path, key: str, source: str) -> None:
     """A key that repeats would stop the pipeline's ingest: say so now, with examples and the way out."""
     repeated = con.execute(f"""
-        select {quote_ident(key)}, count(*) as n from imported
+        select {quote_ident(key)}, count(*) as n, count(*) over () as total from imported
         where {quote_ident(key)} is not null
         group by all having count(*) > 1 order by n desc, 1 limit 3
     """).fetchall()
     if not repeated:
         return
-    total = con.execute(f"""
-        select count(*) from (select 1 from imported where {quote_ident(key)} is not null
-                              group by {quote_ident(key)} having count(*) > 1)
-    """).fetchone()[0]
-    examples = ", ".join(f"{value!r} ({n} rows)" for value, n in repeated)
+    total = repeated[0][2]
+    examples = ", ".join(f"{value!r} ({n} rows)" for value, n, _ in repeated)
     raise SourceError(
         f"source file {path}: column {source!r}, mapped to {key}, repeats {total:,} value(s), e.g. {examples}; "
         f"map a column that is unique per row, or combine columns into one key: --map {key}=COLUMN_A+COLUMN_B"

@@ -23,6 +23,10 @@ select f.account_id, f.latitude, f.longitude, f.industry, f.parent_account_id,
        exists (select 1 from stg_crm__opportunities o
                where o.account_id = f.account_id and o.outcome = 'open'
                  and regexp_matches(lower(o.stage), ?)) as has_late_stage_opportunity,
+       exists (select 1 from stg_crm__opportunities o
+               where o.account_id = f.account_id and o.outcome in ('won', 'lost'))
+       and not exists (select 1 from stg_crm__opportunities o
+                       where o.account_id = f.account_id and o.outcome = 'open') as outcome_decided,
        (select any_value(v.value) from account_attribute_values v
         where v.account_id = f.account_id and v.attribute = 'locked_rep_id') as locked_rep_id
 from account_features f
@@ -70,7 +74,11 @@ def working_rep(assignments: pd.DataFrame) -> pd.Series:
 
 def routing_for_changes(assignments: pd.DataFrame, previous: pd.DataFrame, basis: str,
                         routed_at: datetime, run_id: str) -> pd.DataFrame:
-    """One audit row per account whose owner is new or changed in this plan."""
+    """One audit row per account whose owner is new or changed in this plan.
+
+    Speed-to-lead SLAs are for leads still to be worked: an account whose every opportunity is already
+    won or lost (a historical export's decided MQLs, a customer) gets its owner recorded without an SLA.
+    """
     merged = assignments.merge(
         previous.rename(columns={"rep_id": "last_rep_id", "territory_id": "last_territory_id"}),
         on="account_id", how="left",
@@ -80,8 +88,12 @@ def routing_for_changes(assignments: pd.DataFrame, previous: pd.DataFrame, basis
     rule = "nearest balanced geographic territory" if basis == "geo" else "industry-grouped territory"
     moved = "rebalance: moved from " + changed["last_rep_id"].astype(str) + " to " + changed["rep_id"]
     changed["reason"] = moved.where(~first_time, "initial plan: " + rule)
+    decided = (changed["outcome_decided"].fillna(False).astype(bool) if "outcome_decided" in changed
+               else pd.Series(False, index=changed.index))
+    changed["reason"] = changed["reason"].where(~decided, changed["reason"] + "; outcome already decided, no SLA")
+    changed["sla_hours"] = changed["sla_hours"].astype(float).where(~decided)
     changed["routed_at"] = routed_at
-    changed["sla_due_at"] = routed_at + pd.to_timedelta(changed["sla_hours"].astype(float), unit="h")
+    changed["sla_due_at"] = routed_at + pd.to_timedelta(changed["sla_hours"], unit="h")
     changed["run_id"] = run_id
     return changed[[
         "account_id", "territory_id", "rep_id", "owner_role", "tier", "sla_hours", "sla_due_at", "reason",
@@ -121,7 +133,7 @@ def territory_plan(context: AssetExecutionContext, settings: PipelineSettings):
 
     pods = pair_sdrs(plan.territories, reps)
     assignments = (
-        plan.assignments.merge(accounts[["account_id", "tier"]], on="account_id", how="left")
+        plan.assignments.merge(accounts[["account_id", "tier", "outcome_decided"]], on="account_id", how="left")
         .merge(tier_policy, on="tier", how="left")
         .merge(pods, on="territory_id", how="left")
     )
@@ -174,14 +186,18 @@ def territory_plan(context: AssetExecutionContext, settings: PipelineSettings):
     yield MaterializeResult(asset_key="routing_decisions", metadata={"appended": MetadataValue.int(len(routing))})
 
 
-def scenario_reps(reps: pd.DataFrame, owners: pd.DataFrame, add: int, remove: list[str]) -> pd.DataFrame:
+def scenario_reps(reps: pd.DataFrame, owners: pd.DataFrame, add: int, remove: list[str],
+                  owner_roles: list[str]) -> pd.DataFrame:
     """The reps of a scenario: named reps removed, and `add` new owner reps homed at the live plan's
-    most loaded territories' centres (where extra hands relieve most)."""
+    most loaded territories' centres (where extra hands relieve most). An added rep takes the owner
+    role most kept owners have, so it owns a territory even where other roles (SDRs) outnumber owners."""
     kept = reps[~reps["rep_id"].astype(str).isin(remove)]
     busiest = owners.sort_values("account_count", ascending=False).head(add)
+    roles = kept["role"] if "role" in kept else pd.Series(dtype="object")
+    owning = roles[roles.isin(owner_roles)]
     added = pd.DataFrame({
         "rep_id": [f"scenario_rep_{i + 1}" for i in range(len(busiest))],
-        "role": kept["role"].mode().iloc[0] if "role" in kept and kept["role"].notna().any() else None,
+        "role": owning.mode().iloc[0] if not owning.empty else (owner_roles[0] if roles.notna().any() else None),
         "latitude": busiest["center_latitude"].to_numpy(),
         "longitude": busiest["center_longitude"].to_numpy(),
     })
@@ -240,7 +256,8 @@ def territory_scenarios(context: AssetExecutionContext, settings: PipelineSettin
         # A fresh plan knows no current owners (they would anchor it to the old shape); its moves are
         # still counted against them.
         plan = plan_territories(accounts.assign(owner_rep_id=None) if fresh else accounts,
-                                scenario_reps(reps, live, scenario.add_reps, scenario.remove_reps), variant,
+                                scenario_reps(reps, live, scenario.add_reps, scenario.remove_reps,
+                                              policy.territories.owner_roles), variant,
                                 policy.workload_weights, kmeans_baseline=False)
         row = scenario_row(scenario.name, plan, live_compactness, fresh)
         if fresh:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import great_expectations.expectations as gxe
 import numpy as np
 import pandas as pd

@@ -96,7 +96,7 @@ def lead_export(n: int = N_LEADS, seed: int = 0) -> tuple[dict[str, pd.DataFrame
     truth = 1 / (1 + np.exp(-(intercept + logit)))
     won = rng.random(n) < truth
     ids = np.array([f"L{i:05d}" for i in range(n)])
-    yes_no = lambda flag: np.where(flag, "Yes", "No")  # noqa: E731
+    yes_no = lambda flag: np.where(flag, "Yes", "No")
     accounts = pd.DataFrame({
         "account_id": ids, "account_name": ids, "country": np.where(rng.random(n) < 0.7, "India", None),
         "city": city, "lead_origin": origin, "lead_source": source, "do_not_email": yes_no(do_not_email),

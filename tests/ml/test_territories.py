@@ -198,6 +198,9 @@ def test_tiny_book_with_many_reps_reports_its_imbalance():
     assert any("no rep has a role" in w for w in plan.warnings)
     assert any("balance outside the tolerance (potential" in w for w in plan.warnings)
     assert plan.balance["potential"] > 0.1
+    # 85 accounts over 35 reps: one account is 41% of a territory's mean count, and the plan says so.
+    assert any("2.4 per rep" in w and "41%" in w for w in plan.warnings)
+    assert not any("per rep: one account" in w for w in _plan(_accounts(600, seed=10), _reps(5)).warnings)
 
 
 def test_accounts_without_coordinates_or_industry_are_planned_with_a_warning():
@@ -206,6 +209,7 @@ def test_accounts_without_coordinates_or_industry_are_planned_with_a_warning():
     plan = _plan(accounts, reps, basis="geo")
     assert plan.basis == "vertical" and plan.compactness is None
     assert any("no account has coordinates" in w for w in plan.warnings)
+    assert any("no account has an industry" in w for w in plan.warnings)
     assert plan.territories["account_count"].sum() == 600
     # A book this small is planned exactly, which uses the whole policy band (±5%) to keep industries together.
     assert "exact assignment" in plan.solver["method"]

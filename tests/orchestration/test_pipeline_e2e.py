@@ -98,6 +98,22 @@ def test_model_metrics_and_tier_policy_joined(synthetic_run: Path) -> None:
                                  "where tier = 'C' and working_rep_id is not null") == 0
 
 
+def test_first_plan_gives_slas_only_to_accounts_still_to_be_worked(synthetic_run: Path) -> None:
+    by_sla = dict(query(synthetic_run, """
+        select sla_hours is null, count(*) from routing_decisions where source = 'territory_plan' group by 1"""))
+    assert by_sla.get(True, 0) > 0 and by_sla.get(False, 0) > 0
+    # No SLA exactly where every opportunity of the account is already won or lost.
+    assert scalar(synthetic_run, """
+        with decided as (
+            select account_id, bool_and(outcome in ('won', 'lost')) as decided
+            from stg_crm__opportunities group by account_id
+        )
+        select count(*) from routing_decisions r left join decided d using (account_id)
+        where r.source = 'territory_plan' and (r.sla_hours is null) != coalesce(d.decided, false)""") == 0
+    assert scalar(synthetic_run, "select count(*) from routing_decisions where sla_hours is null "
+                                 "and reason not like '%outcome already decided, no SLA'") == 0
+
+
 def test_scenarios_sit_beside_the_live_plan(synthetic_run: Path) -> None:
     live = scalar(synthetic_run, "select count(*) from territories")
     rows = {r[0]: r[1:] for r in query(synthetic_run, """
@@ -192,3 +208,9 @@ def test_olist_funnel_end_to_end(tmp_path: Path) -> None:
     ratio = scalar(warehouse, "select value from score_model_metrics where metric = 'base_rate_ratio_to_train'")
     assert ratio == pytest.approx(test / train) and ratio > 1.5
     assert scalar(warehouse, "select count(*) from score_model_metrics where split = 'test' and metric = 'ece'") >= 1
+    # Every MQL of the export is already won or lost: owners are recorded, no speed-to-lead SLA is set.
+    assert scalar(warehouse, "select count(*) from routing_decisions where sla_hours is not null") == 0
+    # Olist has more SDRs than AEs; the scenario's added reps still own territories.
+    live, more = (scalar(warehouse, f"select territories from territory_scenarios where scenario = '{name}'")
+                  for name in ("live_policy", "two_more_reps"))
+    assert more == live + 2
