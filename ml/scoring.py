@@ -11,6 +11,7 @@ lost almost perfectly on its own is treated as leaked from the outcome and exclu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from itertools import pairwise
@@ -542,12 +543,21 @@ def _champion_result(
     # The scores are the champion's, so they carry its version.
     run = replace(run, model_version=champion.model_version)
     index = pd.Index(run.features["account_id"])
-    signal_values = {source.name: source.values for source in _signal_sources(signals, index)}
+    signal_now = {source.name: source for source in
+                  _signal_sources(signals, index, run.policy.scoring.missing_value_tokens)}
 
     def today(encoding: _Encoding) -> _Encoding:
-        if encoding.source.name in signal_values:
-            return replace(encoding, source=replace(encoding.source, values=signal_values[encoding.source.name]))
-        return _encoding_for_new_rows(encoding, run.features, technologies, attributes, index, champion)
+        now = signal_now.get(encoding.source.name)
+        if now is None:
+            return _encoding_for_new_rows(encoding, run.features, technologies, attributes, index, champion)
+        if encoding.source.levels is None:
+            number = now.values if now.levels is None else np.full(len(index), np.nan)
+            return replace(encoding, source=replace(encoding.source, values=number))
+        text = pd.Series(pd.NA, index=range(len(index)), dtype="string")
+        if now.levels is not None:
+            coded = now.values >= 0
+            text[coded] = now.levels[now.values[coded]].astype(str)
+        return _with_text(encoding, text)
 
     fits = {layer: replace(fit, encodings=tuple(today(e) for e in fit.encodings)) for layer, fit in champion.fits.items()}
     run.notes["kept_model"] = f"champion {champion.model_version} (no model trained: too few outcomes)"
@@ -843,10 +853,11 @@ def _attribute_source(name: str, pos: np.ndarray, text: pd.Series, n: int) -> _S
     return _category_source(f"attribute:{name}", _words(name), "fit", text, pos, n)
 
 
-def _signal_sources(signals: pd.DataFrame, index: pd.Index) -> list[_Source]:
-    """One number per (layer, signal); accounts without the signal are missing."""
-    return _signal_sources_at(_signal_frame(signals, index.get_indexer(signals["account_id"]), "account_signal_features"),
-                              len(index))
+def _signal_sources(signals: pd.DataFrame, index: pd.Index, missing_tokens: Sequence[str] = ()) -> list[_Source]:
+    """One input per (layer, signal): a number, or a category when the values are text; accounts without
+    the signal are missing."""
+    frame = _signal_frame(signals, index.get_indexer(signals["account_id"]), "account_signal_features")
+    return _signal_sources_at(frame, len(index), missing_tokens)
 
 
 def _row_signal_sources(
@@ -854,38 +865,57 @@ def _row_signal_sources(
 ) -> list[_Source]:
     """Signals of the accounts, then of each closed outcome's training row (as of its cutoff when given)."""
     n = len(index)
+    tokens = run.policy.scoring.missing_value_tokens
     if training_signals is None:
         rows = np.concatenate([np.arange(n), run.account_pos])
-        return [_on_rows(source, rows) for source in _signal_sources(signals, index)]
+        return [_on_rows(source, rows) for source in _signal_sources(signals, index, tokens)]
     row_of = pd.Index(run.closed["opportunity_id"]).get_indexer(training_signals["opportunity_id"].astype(str))
     frame = pd.concat([
         _signal_frame(signals, index.get_indexer(signals["account_id"]), "account_signal_features"),
         _signal_frame(training_signals, np.where(row_of >= 0, n + row_of, -1), "training_signal_features"),
     ], ignore_index=True)
-    return _signal_sources_at(frame, n + len(run.closed))
+    return _signal_sources_at(frame, n + len(run.closed), tokens)
 
 
 def _signal_frame(signals: pd.DataFrame, pos: np.ndarray, table: str) -> pd.DataFrame:
-    """Signal rows with their row position (-1 for unknown accounts), layer checked and value a number."""
+    """Signal rows with their row position (-1 for unknown accounts), layer checked, the value as a number
+    and, for text values (`value_text`), as text."""
     layer = signals["layer"].astype("string").str.strip().str.lower().fillna("<null>")
     unknown = sorted(set(layer.unique()) - set(LAYERS))
     if unknown:
         raise ValueError(f"{table} has layer values {unknown}; use one of {list(LAYERS)} for every signal")
+    text = _text(signals["value_text"]) if "value_text" in signals else pd.Series(pd.NA, index=signals.index,
+                                                                                  dtype="string")
     return pd.DataFrame({
         "pos": pos,
         "layer": layer.to_numpy(dtype=object),
         "signal": signals["signal"].astype(str).to_numpy(),
         "value": _finite(pd.to_numeric(signals["value"], errors="coerce").to_numpy(float, na_value=np.nan)),
+        "text": text.array,
     })
 
 
-def _signal_sources_at(frame: pd.DataFrame, n: int) -> list[_Source]:
+def _signal_sources_at(frame: pd.DataFrame, n: int, missing_tokens: Sequence[str] = ()) -> list[_Source]:
+    """A numeric source per signal whose filled-in values are (nearly) all numbers, else a categorical one
+    whose levels are the texts (and any odd number written out); a missing-value token is missing."""
     frame = frame[frame["pos"] >= 0]
+    tokens = [token.lower() for token in missing_tokens]
     sources = []
     for (layer_name, signal), group in frame.groupby(["layer", "signal"], sort=True):
-        values = np.full(n, np.nan)
-        values[group["pos"].to_numpy()] = group["value"].to_numpy()
-        sources.append(_Source(f"signal:{signal}", _words(signal), str(layer_name), values))
+        name, label, layer = f"signal:{signal}", _words(signal), str(layer_name)
+        pos = group["pos"].to_numpy()
+        text = group["text"].astype("string")
+        text = text.mask(text.str.lower().isin(tokens))
+        number = group["value"].to_numpy()
+        numeric = ~np.isnan(number)
+        filled = numeric | text.notna().to_numpy()
+        if not filled.any() or numeric[filled].mean() >= MIN_NUMERIC_SHARE:
+            values = np.full(n, np.nan)
+            values[pos] = number
+            sources.append(_Source(name, label, layer, values))
+        else:
+            labels = text.fillna(group["value"].astype("string"))
+            sources.append(_category_source(name, label, layer, labels, pos, n))
     return sources
 
 
@@ -1620,6 +1650,8 @@ class ChampionModel:
     base_rate: float
     population: np.ndarray
     tiers: TierPolicy
+    # Placeholders read as missing in training ("Select", "N/A" ...), so new rows read them the same way.
+    missing_tokens: tuple[str, ...] = tuple(ScoringPolicy().missing_value_tokens)
 
 
 def _champion(
@@ -1631,7 +1663,8 @@ def _champion(
 
     lean_fits = {layer: replace(fit, encodings=tuple(lean(e) for e in fit.encodings)) for layer, fit in fits.items()}
     base_rate = float(run.y.mean()) if len(run.y) else 0.5
-    return ChampionModel(run.model_version, lean_fits, combiner, base_rate, np.sort(probability), run.policy.tiers)
+    return ChampionModel(run.model_version, lean_fits, combiner, base_rate, np.sort(probability), run.policy.tiers,
+                         tuple(run.policy.scoring.missing_value_tokens))
 
 
 def score_new_rows(
@@ -1693,6 +1726,7 @@ def _encoding_for_new_rows(
         column = pd.Series(pd.NA, index=range(n), dtype="string")
         pos = index.get_indexer(rows["account_id"])
         column.iloc[pos[pos >= 0]] = _text(rows["value"]).to_numpy()[pos >= 0]
+        column = column.mask(column.str.lower().isin([token.lower() for token in model.missing_tokens]))
     elif name in features.columns:
         column = features[name].reset_index(drop=True)
     else:
@@ -1701,7 +1735,13 @@ def _encoding_for_new_rows(
     if source.levels is None:
         number = _finite(pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan))
         return replace(encoding, source=replace(source, values=number))
-    text = _text(column)
+    return _with_text(encoding, _text(column))
+
+
+def _with_text(encoding: _Encoding, text: pd.Series) -> _Encoding:
+    """A categorical encoding whose source now holds `text` (one per row), coded into the trained levels;
+    levels unseen in training fall into 'other'."""
+    source = encoding.source
     known = pd.Index(source.levels)
     unseen = pd.Index(text.dropna().unique()).difference(known)
     levels = known.append(unseen)

@@ -21,7 +21,7 @@ SCORING_INPUTS = [
 ]
 # Engaged contacts per persona enter scoring as persona-layer signals, one per persona of the seed.
 PERSONA_SIGNALS = ("select {key}, 'persona' as layer, 'engaged_' || persona || '_contacts_90d' as signal, "
-                   "cast(engaged_contacts_90d as double) as value from {table}")
+                   "cast(engaged_contacts_90d as double) as value, null::varchar as value_text from {table}")
 SCORING_TABLES = {
     "account_scores": "Calibrated conversion probability, priority score, tier A/B/C and top factors per account.",
     "score_model_metrics": "AUC, Brier, ECE, log loss, base rate and n per model version, layer and split.",
@@ -51,11 +51,11 @@ def account_scoring(context: AssetExecutionContext, config: ScoringConfig, setti
         technologies = read_frame(con, "select * from account_technologies")
         attributes = read_frame(con, "select v.* from account_attribute_values v "
                                      "join account_attribute_profile p using (attribute) where p.used_as_feature")
-        signals = read_frame(con, "select account_id, layer, signal, value from account_signal_features union all "
+        signals = read_frame(con, "select account_id, layer, signal, value, value_text from account_signal_features union all "
                              + PERSONA_SIGNALS.format(key="account_id", table="account_persona_engagement"))
         training_features = read_frame(con, "select * from training_features")
         training_signals = read_frame(
-            con, "select opportunity_id, layer, signal, value from training_signal_features union all "
+            con, "select opportunity_id, layer, signal, value, value_text from training_signal_features union all "
             + PERSONA_SIGNALS.format(key="opportunity_id", table="training_persona_engagement"))
         reps = read_frame(con, "select rep_id, role from rep_capacity")
     scored_at = datetime.now(UTC).replace(microsecond=0)

@@ -80,8 +80,10 @@ RAW_ROWS: dict[str, list[dict[str, str]]] = {
         {"account_id": "A1", "signal": "intent_score", "value": "70", "layer": "engagement",
          "observed_at": "2024-07-15"},
         {"account_id": "A1", "signal": "intent score", "value": "60", "observed_at": "2024-06-20"},
-        {"account_id": "A2", "signal": "web_sessions", "value": "abc"},
+        {"account_id": "A2", "signal": "web_sessions", "value": "inf"},
         {"account_id": "A2", "signal": "g2_rating", "value": "4.5", "layer": "Fit"},
+        # Text is a category of the signal, not a bad number.
+        {"account_id": "A2", "signal": "Last Activity", "value": " Email Opened ", "layer": "engagement"},
     ],
     # The optional activities file is absent: an empty table, listed as not present.
     "activities": [],
@@ -103,7 +105,7 @@ EXPECTED_REJECTS = {
     ("contacts", 5, "unknown account_id 'A9'"),
     ("engagement_events", 9, "occurred_at is not a date: '2024-13-45'"),
     ("engagement_events", 10, "unknown account_id 'A9'"),
-    ("account_signals", 4, "value is not a number: 'abc'"),
+    ("account_signals", 4, "value is not a finite number: 'inf'"),
 }
 
 
@@ -283,8 +285,9 @@ def test_undated_opportunities_train_on_as_of_features(warehouse: Path) -> None:
     assert {k: v for k, v in o2.items() if k.startswith(("eng_", "persona_"))} == {
         k: v for k, v in a2.items() if k.startswith(("eng_", "persona_"))
     }
-    assert _query(warehouse, "select signal, value from main.training_signal_features where opportunity_id = 'O2'") == [
-        ("g2_rating", 4.5)
+    assert _query(warehouse, "select signal, value, value_text from main.training_signal_features "
+                             "where opportunity_id = 'O2' order by signal") == [
+        ("g2_rating", 4.5, None), ("last_activity", None, "Email Opened"),
     ]
     # Open and rejected opportunities are not training rows.
     assert _query(warehouse, "select opportunity_id from main.training_features order by 1") == [("O1",), ("O2",)]
@@ -325,8 +328,10 @@ def test_long_tables(warehouse: Path) -> None:
     assert set(_query(warehouse, "select account_id, attribute, value from main.account_attribute_values")) == {
         ("A1", "segment_score", "0.7"), ("A5", "segment_score", "0.3"),
     }
-    assert set(_query(warehouse, "select account_id, layer, signal, value from main.account_signal_features")) == {
-        ("A1", "fit", "intent_score", 60.0), ("A2", "fit", "g2_rating", 4.5),
+    assert set(_query(warehouse, "select account_id, layer, signal, value, value_text "
+                                 "from main.account_signal_features")) == {
+        ("A1", "fit", "intent_score", 60.0, None), ("A2", "fit", "g2_rating", 4.5, None),
+        ("A2", "engagement", "last_activity", None, "Email Opened"),
     }
 
 

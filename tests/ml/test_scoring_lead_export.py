@@ -230,3 +230,27 @@ def test_lead_export_through_territory_run(tmp_path: Path):
     assert metric(metrics, "test", "auc") >= 0.88
     assert metric(metrics, "cross_validated", "ece") <= 0.03
     assert metric(metrics, "cross_validated", "n") == N_LEADS
+
+
+def test_text_valued_signals_are_categories_and_a_champion_rescores_them_alike():
+    from ml.scoring import score_with_model
+
+    export, _ = lead_export(n=4000, seed=3)
+    inputs = scoring_inputs(export)
+    # The last activity arrives as an engagement signal with text values instead of an account column.
+    activity = export["accounts"][["account_id", "last_activity"]].dropna()
+    text_signal = activity.rename(columns={"last_activity": "value_text"}).assign(
+        signal="last_activity", layer="engagement", value=np.nan)
+    signals = pd.concat([inputs["signals"].assign(value_text=None), text_signal], ignore_index=True)
+    attributes = inputs["attributes"][inputs["attributes"]["attribute"] != "last_activity"]
+    args = (inputs["features"], inputs["outcomes"], inputs["technologies"], attributes, signals, Policy())
+    trained = score_accounts(*args, "text-v1", SCORED_AT)
+    weights = trained.weights.set_index("feature")["weight"]
+    # SMS Sent converts far better than a bounced email in the truth; the category weights say so.
+    assert weights["signal:last_activity=SMS Sent"] > weights["signal:last_activity=Email Bounced"]
+    assert metric(trained.metrics, "test", "auc") >= 0.88
+    # The champion path codes today's texts into the trained levels: the same inputs give the same scores.
+    kept = score_with_model(*args, trained.model, SCORED_AT, "test")
+    merged = trained.account_scores.merge(kept.account_scores, on="account_id", suffixes=("", "_kept"))
+    assert len(merged) == 4000
+    np.testing.assert_allclose(merged["conversion_probability"], merged["conversion_probability_kept"], atol=1e-9)

@@ -8,6 +8,7 @@ signals as (
         layer,
         signal,
         value,
+        value_text,
         observed_at
     from {{ ref('stg_crm__account_signals') }}
 
@@ -26,6 +27,7 @@ ranked as (
         signals.layer,
         signals.signal,
         signals.value,
+        signals.value_text,
         -- Dated observations beat undated ones; among equals the later file row is the correction.
         row_number() over (
             partition by signals.account_id, signals.signal
@@ -45,7 +47,8 @@ final as (
         account_id,
         layer,
         signal,
-        value
+        value,
+        value_text
     from ranked
     where recency_rank = 1
 

@@ -32,6 +32,7 @@ signals as (
         layer,
         signal,
         value,
+        value_text,
         observed_at
     from {{ ref('stg_crm__account_signals') }}
 
@@ -43,7 +44,8 @@ as_of_signals as (
         account_id,
         layer,
         signal,
-        value
+        value,
+        value_text
     from {{ ref('account_signal_features') }}
 
 ),
@@ -56,6 +58,7 @@ ranked as (
         signals.layer,
         signals.signal,
         signals.value,
+        signals.value_text,
         row_number() over (
             partition by cutoffs.opportunity_id, signals.signal
             order by signals.observed_at desc nulls last, signals._row_number desc
@@ -64,7 +67,7 @@ ranked as (
     inner join signals
         on
             cutoffs.account_id = signals.account_id
-            and (signals.observed_at is null or signals.observed_at < cutoffs.feature_cutoff_at)
+            and (signals.observed_at is null or cutoffs.feature_cutoff_at > signals.observed_at)
 
 ),
 
@@ -75,7 +78,8 @@ point_in_time as (
         account_id,
         layer,
         signal,
-        value
+        value,
+        value_text
     from ranked
     where recency_rank = 1
 
@@ -88,7 +92,8 @@ undated as (
         opportunities.account_id,
         as_of_signals.layer,
         as_of_signals.signal,
-        as_of_signals.value
+        as_of_signals.value,
+        as_of_signals.value_text
     from opportunities
     inner join as_of_signals
         on opportunities.account_id = as_of_signals.account_id

@@ -9,6 +9,7 @@ checked as (
         layer,
         signal,
         value,
+        value_text,
         observed_at,
         reject_reason
     from {{ ref('stg_crm__account_signals_checked') }}
@@ -24,6 +25,7 @@ final as (
         layer,
         signal,
         value,
+        value_text,
         observed_at
     from checked
     where reject_reason is null

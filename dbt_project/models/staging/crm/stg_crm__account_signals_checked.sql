@@ -44,12 +44,18 @@ final as (
         layer,
         signal,
         {{ dbt.safe_cast('value', 'double') }} as value,
+        -- A value that is no number is a category of the signal (a last activity, a rating band).
+        case when {{ dbt.safe_cast('value', 'double') }} is null then value end as value_text,
         {{ parse_timestamp('observed_at') }} as observed_at,
         coalesce(
             {{ reject_if_empty('account_id') }},
             {{ reject_if_empty('signal') }},
             {{ reject_if_empty('value') }},
-            {{ reject_if_not_number('value') }},
+            -- NaN and infinity parse as numbers but are no use as features.
+            case
+                when not isfinite({{ dbt.safe_cast('value', 'double') }})
+                    then 'value is not a finite number: ' || {{ quoted('value') }}
+            end,
             case
                 when layer not in ('fit', 'engagement', 'persona')
                     then 'layer is not fit, engagement or persona: ' || {{ quoted('layer') }}
