@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, field_validator
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "config" / "policy.yml"
 
@@ -29,6 +29,15 @@ class ScoringPolicy(_Strict):
     # Penalties each layer's logistic regression is tried with (the grid's every C for each).
     penalties: list[Literal["l2", "l1"]] = ["l2", "l1"]
     cv_folds: int = Field(5, ge=2)
+    # Folds of the cross-validation that chooses each layer's model (penalty, C, boosting or not).
+    choice_folds: int = Field(3, ge=2)
+    # Out-of-time windows of the rolling-origin back-test (dated outcomes), each as large as the test split.
+    back_test_windows: int = Field(3, ge=1)
+    # Calibration follows a drifting base rate: training outcomes weigh 2^(-days before the latest / half-life),
+    # the half-life being the candidate that best predicts the latest training outcomes, and the weighted gap
+    # must exceed recalibration_min_z standard errors before the probabilities are shifted.
+    calibration_half_lives_days: list[PositiveFloat] = Field([15, 30, 60, 120, 240], min_length=1)
+    recalibration_min_z: float = Field(2.0, ge=0)
     # Relative log-loss gain boosting needs over logistic regression, and Brier gain isotonic needs over sigmoid.
     model_choice_min_gain: float = Field(0.01, ge=0)
     calibration_choice_min_gain: float = Field(0.01, ge=0)

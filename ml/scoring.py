@@ -19,7 +19,7 @@ from itertools import pairwise
 import numpy as np
 import pandas as pd
 import polars as pl
-from scipy.optimize import minimize
+from scipy.optimize import brentq, minimize
 from scipy.special import expit
 from scipy.stats import rankdata
 from sklearn.ensemble import HistGradientBoostingClassifier
@@ -36,7 +36,10 @@ LAYER_PREFIXES = {"fit": "fit_", "engagement": "eng_", "persona": "persona_"}
 # in_sample: every closed outcome scored by a model this run did not fit (the champion, whose training rows
 # may be among them, or the policy's prior weights, whose intercept is their base rate): not held out.
 SPLITS = ("train", "test", "in_sample")
-# Metrics of out-of-fold predictions over every closed outcome: the held-out figure with the most rows.
+# Held-out predictions pooled over several fits, for a calibration error measured on more rows than the test
+# split holds. Dated outcomes: a rolling-origin back-test (each window predicted by the recipe fitted on the
+# outcomes before it). Undated ones: out-of-fold predictions over every closed outcome.
+BACK_TEST = "back_test"
 CROSS_VALIDATED = "cross_validated"
 TRAIN, TEST, IN_SAMPLE = range(3)
 TIERS = ("A", "B", "C")
@@ -68,6 +71,8 @@ MIN_SHOWN_CONTRIBUTION = 0.005
 CONSTANT_TOLERANCE = 1e-9
 # Simulated outcome draws behind an ECE's noise floor (see ece_noise_floor).
 ECE_NOISE_DRAWS = 200
+# Bounds of the recent-outcomes logit shift (a factor of e^5 on the odds either way).
+MAX_LOGIT_SHIFT = 5.0
 # Keeps log loss finite when a model is certain.
 PROBABILITY_CLIP = 1e-15
 LBFGS_MAX_ITER = 1000
@@ -95,8 +100,10 @@ class ScoringResult:
     model: ChampionModel | None = None
     # The held-out test rows (account_id, won 0/1), so a challenger and the champion meet on the same data.
     held_out: pd.DataFrame | None = None
-    # Out-of-fold probability of every closed outcome (won 0/1, probability): the cross-validated reliability.
-    cross_validated: pd.DataFrame | None = None
+    # Pooled held-out predictions (won 0/1, probability, window or fold): the back-test's out-of-time rows when
+    # outcomes are dated, else every closed outcome out-of-fold. The reliability plot is drawn from them.
+    pooled: pd.DataFrame | None = None
+    pooled_split: str | None = None
 
 
 @dataclass(frozen=True)
@@ -212,17 +219,32 @@ class _Combiner:
     slope: float
     offset: float
     isotonic: IsotonicRegression | None = None
+    # Logit shift re-fitted on the most recent outcomes when their base rate moved (see _recent_shift).
+    shift: float = 0.0
 
     def raw(self, layer_logits: np.ndarray) -> np.ndarray:
         return layer_logits @ self.weights + self.intercept
 
     def logit(self, layer_logits: np.ndarray) -> np.ndarray:
-        return self.slope * self.raw(layer_logits) + self.offset
+        return self.slope * self.raw(layer_logits) + self.offset + self.shift
 
     def probability(self, layer_logits: np.ndarray) -> np.ndarray:
         if self.isotonic is None:
             return expit(self.logit(layer_logits))
-        return self.isotonic.predict(self.raw(layer_logits))
+        return _shifted(self.isotonic.predict(self.raw(layer_logits)), self.shift)
+
+
+@dataclass(frozen=True)
+class _Pooled:
+    """Held-out predictions of some closed outcomes, pooled over several fits (see BACK_TEST)."""
+
+    split: str
+    rows: np.ndarray
+    probability: np.ndarray
+    # The back-test window (0 = the test split) or the cross-validation fold of each row.
+    group: np.ndarray
+    # What a group is, for the metric that counts them: "windows" or "folds".
+    groups: str
 
 
 @dataclass(frozen=True)
@@ -413,14 +435,17 @@ def score_accounts(
         + [_on_rows(s, rows) for s in _attribute_sources(attributes, index, scoring.missing_value_tokens)]
         + _row_signal_sources(signals, training_signals, index, run)
     )
-    fits, switched_off, comparisons, leaked = _fit_layers(sources, train_pos, y_train, scoring)
-    run.notes["excluded_as_leaking"] = leaked
-    run.extra_metrics.extend(
-        (layer, "train", metric, value) for layer, values in comparisons.items() for metric, value in values.items()
-    )
-    if not fits:
-        return _base_rate_result(run, _Split("none", "no layer has a usable feature", None), switched_off)
-    return _model_result(run, split, fits, switched_off, comparisons)
+    # Hundreds of small fits: BLAS and OpenMP worker threads cost more to wake than they save here, and on a
+    # busy small machine they spin against each other (several times slower than one thread).
+    with threadpool_limits(1):
+        fits, switched_off, comparisons, leaked = _fit_layers(sources, train_pos, y_train, scoring)
+        run.notes["excluded_as_leaking"] = leaked
+        run.extra_metrics.extend(
+            (layer, "train", metric, value) for layer, values in comparisons.items() for metric, value in values.items()
+        )
+        if not fits:
+            return _base_rate_result(run, _Split("none", "no layer has a usable feature", None), switched_off)
+        return _model_result(run, split, sources, fits, switched_off, comparisons)
 
 
 def score_with_model(
@@ -453,7 +478,7 @@ def score_with_model(
 
 
 def _model_result(
-    run: _Run, split: _Split, fits: dict[str, _LayerFit], switched_off: dict[str, str],
+    run: _Run, split: _Split, sources: list[_Source], fits: dict[str, _LayerFit], switched_off: dict[str, str],
     choices: dict[str, dict[str, float]],
 ) -> ScoringResult:
     """Combine and calibrate the fitted layers, score every account, evaluate on every split.
@@ -469,35 +494,38 @@ def _model_result(
     contrib, blocks, logits = _layer_logits(fits, n + len(run.closed))
     held_logits = _out_of_fold_layer_logits(fits, choices, pos[train], y[train], run.policy.scoring)
     layer_probability = _calibrate_layers(logits, held_logits, y[train])
-    combiner, brier = _fit_combiner(held_logits, y[train], run.policy.scoring)
-    isotonic = combiner.isotonic is not None
-    run.notes["calibration"] = "isotonic" if isotonic else "sigmoid"
-    run.extra_metrics.extend([
-        ("combined", "train", "cv_brier_sigmoid", brier["sigmoid"]),
-        ("combined", "train", "cv_brier_isotonic", brier["isotonic"]),
-        ("combined", "train", "isotonic_chosen", float(isotonic)),
-    ])
+    combiner, facts = _fit_combiner(held_logits, y[train], run.policy.scoring, _ages(run, split, train))
+    run.extra_metrics.extend(("combined", "train", metric, value) for metric, value in facts.items())
+    run.notes["calibration"] = "isotonic" if combiner.isotonic is not None else "sigmoid"
+    if combiner.shift:
+        run.notes["recalibration"] = (
+            f"shifted {combiner.shift:+.2f} on the logit scale toward the recent base rate (outcomes weighted by a "
+            f"{facts['recent_shift_half_life_days']:g}-day half-life, chosen by how well it predicted the latest "
+            "training outcomes)")
     probability = combiner.probability(logits)
     per_layer = dict(zip(fits, layer_probability.T))
     run.notes["back_test_cutoff"] = _cutoff(run, labels)
-    held = _cross_validated(run, fits, choices, isotonic)
+    if split.method == "time":
+        pooled = _back_test(run, labels, sources, probability[pos[labels == TEST]])
+    else:
+        pooled = _cross_validated(run, sources)
     return _result(run, split, labels, fits, switched_off, combiner, probability, per_layer,
-                   _explain(contrib[:n], blocks, fits, combiner), held)
+                   _explain(contrib[:n], blocks, fits, combiner), pooled)
 
 
 def _result(
     run: _Run, split: _Split, labels: np.ndarray, fits: dict[str, _LayerFit], switched_off: dict[str, str],
     combiner: _Combiner | None, probability: np.ndarray, per_layer: dict[str, np.ndarray], factors: pl.Series,
-    cross_validated: np.ndarray | None = None,
+    pooled: _Pooled | None = None,
 ) -> ScoringResult:
     """The four tables, the summary and the reusable model from one path's probabilities.
 
     `probability` and `per_layer` cover the accounts' rows first, then any training rows of closed outcomes;
-    `cross_validated` is the out-of-fold probability of each closed outcome, when the run trained a model.
+    `pooled` holds the back-test or out-of-fold predictions, when the run trained a model.
     """
     n = len(run.features)
     scores = _score_frame(run, {layer: 100.0 * p[:n] for layer, p in per_layer.items()}, probability[:n], factors)
-    metrics = _metric_frame(run, per_layer | {"combined": probability}, labels, cross_validated)
+    metrics = _metric_frame(run, per_layer | {"combined": probability}, labels, pooled)
     test = labels == TEST
     evaluated = labels == _evaluation_split(labels)
     tiers = _row_tiers(scores["tier"].to_numpy(), probability)
@@ -510,7 +538,10 @@ def _result(
         model=_champion(run, fits, combiner, probability[:n]),
         held_out=pd.DataFrame({"account_id": run.features["account_id"].to_numpy()[run.account_pos[test]],
                                "won": run.y[test]}),
-        cross_validated=None if cross_validated is None else pd.DataFrame({"won": run.y, "probability": cross_validated}),
+        pooled=None if pooled is None else pd.DataFrame({
+            "won": run.y[pooled.rows], "probability": pooled.probability, pooled.groups.removesuffix("s"): pooled.group,
+        }),
+        pooled_split=None if pooled is None else pooled.split,
     )
 
 
@@ -706,11 +737,16 @@ def _split(closed: pd.DataFrame, scoring: ScoringPolicy) -> _Split:
     return _Split("none", "too few won or lost outcomes to give every split both classes", None)
 
 
-def _time_split(closed: pd.DataFrame, scoring: ScoringPolicy) -> np.ndarray:
+def _time_order(closed: pd.DataFrame) -> np.ndarray:
+    """Closed outcomes from the earliest to the latest date, ties broken by opportunity_id."""
     # Undated rows sort first (NaT is the smallest int64), so they can only ever land in train.
     moment = closed["date"].dt.tz_convert(None).to_numpy().astype("datetime64[ns]").view(np.int64)
     tie_break = pd.factorize(closed["opportunity_id"], sort=True)[0]
-    order = np.lexsort((tie_break, moment))
+    return np.lexsort((tie_break, moment))
+
+
+def _time_split(closed: pd.DataFrame, scoring: ScoringPolicy) -> np.ndarray:
+    order = _time_order(closed)
     n = len(order)
     labels = np.full(n, TRAIN, dtype=np.int8)
     labels[order[n - _share(n, scoring.test_share):]] = TEST
@@ -1056,10 +1092,13 @@ def _single_source_auc(encoding: _Encoding, train_pos: np.ndarray, y: np.ndarray
     Each design column's AUC in its better direction; a value CRMs fill in after the outcome (a "closed"
     tag, a quality rating) scores near 1, which no honest pre-sale signal does.
     """
-    design = encoding.design(train_pos)
     if y.min() == y.max():
         return 0.5
-    auc = np.array([roc_auc_score(y, column) for column in design.T])
+    # Mann-Whitney over every column at once: mid-ranks, so ties count half as roc_auc_score counts them.
+    ranks = rankdata(encoding.design(train_pos), axis=0)
+    won = y == 1
+    n_won, n_lost = won.sum(), len(y) - won.sum()
+    auc = (ranks[won].sum(axis=0) - n_won * (n_won + 1) / 2) / (n_won * n_lost)
     return float(np.max(np.maximum(auc, 1 - auc)))
 
 
@@ -1073,10 +1112,10 @@ def _fit_layer(
     """
     blocks = [e.design(train_pos) for e in encodings]
     x = np.hstack(blocks)
-    folds = _folds(y, scoring)
+    folds = _folds(y, scoring, scoring.choice_folds)
     logistic_loss = {
-        (penalty, c): _cv_log_loss(lambda c=c, penalty=penalty: _logistic(c, penalty), x, y, folds)
-        for penalty in scoring.penalties for c in scoring.regularization_grid
+        (penalty, c): loss for penalty in scoring.penalties
+        for c, loss in _cv_path_log_loss(penalty, scoring.regularization_grid, x, y, folds).items()
     }
     best_penalty, best_c = min(logistic_loss, key=logistic_loss.get)
     best_loss = logistic_loss[best_penalty, best_c]
@@ -1101,8 +1140,7 @@ def _fit_chosen(
         model = _logistic(choice["regularization_c"], "l1" if choice["l1_penalty"] else "l2").fit(x, y)
         coefs = np.split(model.coef_[0], np.cumsum([b.shape[1] for b in blocks])[:-1])
         return _LayerFit(tuple(encodings), tuple(coefs), float(model.intercept_[0]))
-    with threadpool_limits(1, user_api="openmp"):
-        booster = _boosting(scoring.random_seed).fit(x, y)
+    booster = _boosting(scoring.random_seed).fit(x, y)
     draft = _LayerFit(tuple(encodings), (), 0.0, booster)
     effect = np.abs(draft.contributions(draft.encodings, train_pos)[0]).mean(axis=0)
     coefs = tuple(np.full(len(e.columns), value) for e, value in zip(encodings, effect))
@@ -1121,18 +1159,33 @@ def _boosting(seed: int) -> HistGradientBoostingClassifier:
     return HistGradientBoostingClassifier(**BOOSTING_PARAMS, early_stopping=False, random_state=seed)
 
 
-def _folds(y: np.ndarray, scoring: ScoringPolicy) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified folds over training rows; fewer when a class has fewer rows than the policy's folds."""
-    k = max(2, min(scoring.cv_folds, int(min(y.sum(), len(y) - y.sum()))))
+def _folds(y: np.ndarray, scoring: ScoringPolicy, folds: int | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified folds over training rows (the policy's cv_folds unless `folds` says); fewer when a class has
+    fewer rows than that."""
+    k = max(2, min(folds or scoring.cv_folds, int(min(y.sum(), len(y) - y.sum()))))
     return list(StratifiedKFold(k, shuffle=True, random_state=scoring.random_seed).split(np.zeros(len(y)), y))
+
+
+def _cv_path_log_loss(penalty: str, grid: list[float], x: np.ndarray, y: np.ndarray, folds: list) -> dict[float, float]:
+    """Cross-validated log loss of logistic regression at every C of the grid, one warm-started path per fold.
+
+    From the strongest penalty to the weakest, each fit starts from the previous C's coefficients, which are
+    close, so the solver needs a few iterations instead of a cold start's dozens (liblinear, the L1 solver,
+    always starts cold).
+    """
+    grid = sorted(grid)
+    held = np.empty((len(grid), len(y)))
+    for fit_rows, held_rows in folds:
+        model = _logistic(grid[0], penalty).set_params(warm_start=True)
+        for i, c in enumerate(grid):
+            held[i, held_rows] = model.set_params(C=c).fit(x[fit_rows], y[fit_rows]).predict_proba(x[held_rows])[:, 1]
+    return {c: float(log_loss(y, np.clip(p, PROBABILITY_CLIP, 1 - PROBABILITY_CLIP))) for c, p in zip(grid, held)}
 
 
 def _cv_log_loss(make_model, x: np.ndarray, y: np.ndarray, folds: list) -> float:
     held = np.empty(len(y))
-    # One thread: boosting's OpenMP workers spin against each other on a busy small machine.
-    with threadpool_limits(1, user_api="openmp"):
-        for fit_rows, held_rows in folds:
-            held[held_rows] = make_model().fit(x[fit_rows], y[fit_rows]).predict_proba(x[held_rows])[:, 1]
+    for fit_rows, held_rows in folds:
+        held[held_rows] = make_model().fit(x[fit_rows], y[fit_rows]).predict_proba(x[held_rows])[:, 1]
     return float(log_loss(y, np.clip(held, PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)))
 
 
@@ -1185,12 +1238,14 @@ def _fit_platt(score: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def _fit_combiner(
-    layer_logits: np.ndarray, y: np.ndarray, scoring: ScoringPolicy, isotonic: bool | None = None
+    layer_logits: np.ndarray, y: np.ndarray, scoring: ScoringPolicy, ages: np.ndarray | None = None
 ) -> tuple[_Combiner, dict[str, float]]:
-    """Logistic weights on the layer logits, calibrated on out-of-fold combiner scores; and the Brier scores.
+    """Logistic weights on the layer logits, calibrated on out-of-fold combiner scores; and how it chose (metrics).
 
     Sigmoid (Platt) unless isotonic has a clearly lower cross-validated Brier score on those scores: the
-    step function needs more rows to be smooth, so it must earn its place. `isotonic` fixes the choice.
+    step function needs more rows to be smooth, so it must earn its place.
+    `ages` (days each row closed before the latest one, dated outcomes only) let the calibration follow a base
+    rate that moved recently (see _recent_shift).
     """
     c, seed = scoring.regularization_c, scoring.random_seed
     model = _logistic(c).fit(layer_logits, y)
@@ -1198,37 +1253,152 @@ def _fit_combiner(
     slope, offset = _fit_platt(held, y)
     brier = {"sigmoid": float("nan"), "isotonic": float("nan")}
     folds = min(CALIBRATION_FOLDS, int(min(y.sum(), len(y) - y.sum())))
-    if folds >= 2 and isotonic is None:
+    if folds >= 2:
         p_sigmoid, p_isotonic = np.empty(len(y)), np.empty(len(y))
         for fit_rows, held_rows in StratifiedKFold(folds, shuffle=True, random_state=seed).split(held, y):
             a, b = _fit_platt(held[fit_rows], y[fit_rows])
             p_sigmoid[held_rows] = expit(a * held[held_rows] + b)
             p_isotonic[held_rows] = _isotonic(held[fit_rows], y[fit_rows]).predict(held[held_rows])
         brier = {"sigmoid": float(np.mean((p_sigmoid - y) ** 2)), "isotonic": float(np.mean((p_isotonic - y) ** 2))}
-    if isotonic is None:
-        isotonic = brier["isotonic"] < brier["sigmoid"] * (1 - scoring.calibration_choice_min_gain)
+    isotonic = brier["isotonic"] < brier["sigmoid"] * (1 - scoring.calibration_choice_min_gain)
     combiner = _Combiner(model.coef_[0].copy(), float(model.intercept_[0]), slope, offset,
                          _isotonic(held, y) if isotonic else None)
-    return combiner, brier
+    facts = {"cv_brier_sigmoid": brier["sigmoid"], "cv_brier_isotonic": brier["isotonic"],
+             "isotonic_chosen": float(isotonic), "recent_logit_shift": 0.0, "recent_shift_half_life_days": float("nan")}
+    if ages is not None:
+        calibrated = combiner.isotonic.predict(held) if isotonic else expit(slope * held + offset)
+        shift, half_life = _recent_shift(calibrated, y, ages, scoring)
+        combiner = replace(combiner, shift=shift)
+        facts.update(recent_logit_shift=shift, recent_shift_half_life_days=half_life)
+    return combiner, facts
 
 
-def _cross_validated(
-    run: _Run, fits: dict[str, _LayerFit], choices: dict[str, dict[str, float]], isotonic: bool
-) -> np.ndarray:
+def _shifted(p: np.ndarray, shift: float) -> np.ndarray:
+    """Probabilities moved by `shift` on the logit scale (order kept)."""
+    if shift == 0.0:
+        return p
+    clipped = np.clip(p, PROBABILITY_CLIP, 1 - PROBABILITY_CLIP)
+    return expit(np.log(clipped / (1 - clipped)) + shift)
+
+
+def _recent_shift(p: np.ndarray, y: np.ndarray, ages: np.ndarray, scoring: ScoringPolicy) -> tuple[float, float]:
+    """Logit shift toward the recency-weighted outcomes, and its half-life (days; NaN when there is no shift).
+
+    Calibration learns from the whole training period; when conversion drifted (a funnel that converts more
+    and more), its latest outcomes say more about the next period. How fast to forget is chosen by evidence,
+    as exponential smoothing chooses its rate: each candidate half-life's shift is estimated on all but the
+    latest `test_share` of the rows and judged by the log loss it gives those latest rows; the calibration as
+    fitted (no shift) stands unless a candidate beats it there.
+    """
+    order = np.argsort(ages, kind="stable")
+    latest, earlier = order[:_share(len(ages), scoring.test_share)], order[_share(len(ages), scoring.test_share):]
+    if len(earlier) == 0:
+        return 0.0, float("nan")
+    earlier_ages = ages[earlier] - ages[earlier].min()
+
+    def loss(shift: float) -> float:
+        return float(log_loss(y[latest], np.clip(_shifted(p[latest], shift), PROBABILITY_CLIP, 1 - PROBABILITY_CLIP),
+                              labels=[0, 1]))
+
+    losses = {half_life: loss(_weighted_shift(p[earlier], y[earlier], earlier_ages, half_life, scoring))
+              for half_life in scoring.calibration_half_lives_days}
+    best = min(losses, key=losses.get)
+    if losses[best] >= loss(0.0):
+        return 0.0, float("nan")
+    shift = _weighted_shift(p, y, ages, best, scoring)
+    return shift, (best if shift else float("nan"))
+
+
+def _weighted_shift(p: np.ndarray, y: np.ndarray, ages: np.ndarray, half_life: float, scoring: ScoringPolicy) -> float:
+    """Logit shift making calibrated predictions p match outcomes weighted 2^(-age / half-life), when they differ.
+
+    The shift solves sum w (p' - y) = 0 (within MAX_LOGIT_SHIFT) and is applied only when the weighted gap
+    exceeds `recalibration_min_z` of its standard error under p, so a stable base rate keeps the calibration.
+    """
+    w = 0.5 ** (ages / half_life)
+    gap = float(w @ (y - p))
+    spread = float(np.sqrt(w**2 @ (p * (1 - p))))
+    if spread == 0 or abs(gap) < scoring.recalibration_min_z * spread:
+        return 0.0
+
+    def excess(shift: float) -> float:
+        return float(w @ (_shifted(p, shift) - y))
+
+    # Weighted outcomes all of one class have no finite root: the bound is as far as the shift goes.
+    if excess(-MAX_LOGIT_SHIFT) >= 0:
+        return -MAX_LOGIT_SHIFT
+    if excess(MAX_LOGIT_SHIFT) <= 0:
+        return MAX_LOGIT_SHIFT
+    return float(brentq(excess, -MAX_LOGIT_SHIFT, MAX_LOGIT_SHIFT))
+
+
+def _cross_validated(run: _Run, sources: list[_Source]) -> _Pooled:
     """Out-of-fold conversion probability of every closed outcome, for a held-out ECE on thousands of rows.
 
-    Per fold the whole recipe is refitted on the other folds: encodings and layer models (the run's model
-    choices), then combiner and calibration on those rows' own out-of-fold layer logits; the fold's rows are
-    then predicted, never seen.
+    Per fold the whole recipe is refitted on the other folds (see _refit_recipe); the fold's rows are then
+    predicted, never seen.
+    """
+    y = run.y
+    held = np.empty(len(y))
+    group = np.empty(len(y), dtype=np.int64)
+    for k, (rest, fold) in enumerate(_folds(y, run.policy.scoring)):
+        held[fold] = _refit_recipe(run, sources, rest, fold, None)
+        group[fold] = k
+    return _Pooled(CROSS_VALIDATED, np.arange(len(y)), held, group, "folds")
+
+
+def _back_test(run: _Run, labels: np.ndarray, sources: list[_Source], test_probability: np.ndarray) -> _Pooled:
+    """Rolling-origin back-test: out-of-time predictions of the latest windows of closed outcomes, pooled.
+
+    Window 0 is the test split, predicted by the run's model. Each earlier window (as many closed outcomes
+    as the test split, just before the previous window) is predicted by the whole recipe refitted on the
+    outcomes before it alone (see _refit_recipe), so every prediction is of an outcome after everything its
+    model learned from, choices included. Windows stop early when the rows before one no longer hold both
+    classes often enough for cross-fitting.
+    """
+    scoring = run.policy.scoring
+    y = run.y
+    order = _time_order(run.closed)
+    test = np.flatnonzero(labels == TEST)
+    rows, probability, group = [test], [test_probability], [np.zeros(len(test), dtype=np.int64)]
+    stop = len(order) - len(test)
+    for k in range(1, scoring.back_test_windows):
+        start = stop - len(test)
+        before = order[:max(start, 0)]
+        won = y[before].sum()
+        if start <= 0 or min(won, len(before) - won) < scoring.cv_folds:
+            break
+        window = order[start:stop]
+        rows.append(window)
+        probability.append(_refit_recipe(run, sources, before, window, _ages(run, None, before)))
+        group.append(np.full(len(window), k, dtype=np.int64))
+        stop = start
+    run.notes["back_test"] = (
+        f"{len(rows)} out-of-time windows of {len(test)} closed outcomes each, from "
+        f"{run.closed['date'].iloc[rows[-1]].min().date()}; each predicted by a model fitted and chosen only on "
+        "the outcomes before it"
+    )
+    return _Pooled(BACK_TEST, np.concatenate(rows), np.concatenate(probability), np.concatenate(group), "windows")
+
+
+def _refit_recipe(
+    run: _Run, sources: list[_Source], fit_rows: np.ndarray, predict_rows: np.ndarray, ages: np.ndarray | None
+) -> np.ndarray:
+    """Conversion probability of the closed outcomes predict_rows from the whole recipe fitted on fit_rows alone.
+
+    Encodings, the leak screen, each layer's model choice and fit, the combiner, its calibration choice and
+    the recent-outcomes shift (when `ages` are given) all learn from fit_rows, as the run's model learns from
+    its train split; no outcome of predict_rows reaches any of them.
     """
     scoring = run.policy.scoring
     pos, y = run.pos, run.y
-    held = np.empty(len(y))
-    for rest, fold in _folds(y, scoring):
-        inner = _out_of_fold_layer_logits(fits, choices, pos[rest], y[rest], scoring)
-        combiner, _ = _fit_combiner(inner, y[rest], scoring, isotonic)
-        held[fold] = combiner.probability(_refit_logits(fits, choices, pos, y, rest, fold, scoring))
-    return held
+    fits, _, choices, _ = _fit_layers(sources, pos[fit_rows], y[fit_rows], scoring)
+    if not fits:
+        return np.full(len(predict_rows), y[fit_rows].mean())
+    inner = _out_of_fold_layer_logits(fits, choices, pos[fit_rows], y[fit_rows], scoring)
+    combiner, _ = _fit_combiner(inner, y[fit_rows], scoring, ages)
+    logits = np.column_stack([fit.contributions(fit.encodings, pos[predict_rows])[1] for fit in fits.values()])
+    return combiner.probability(logits)
 
 
 def _out_of_fold_layer_logits(
@@ -1261,6 +1431,19 @@ def _refit_logits(
             rate = y[fit_rows].mean()
             columns.append(np.full(len(predict_rows), np.log(rate / (1 - rate))))
     return np.column_stack(columns)
+
+
+def _ages(run: _Run, split: _Split | None, rows: np.ndarray) -> np.ndarray | None:
+    """Days each of the closed outcomes `rows` (mask or positions) closed before their latest, None when undated.
+
+    `split` None means the rows are known to be dated (a back-test window's predecessors). Undated rows count
+    as the oldest.
+    """
+    if split is not None and split.method != "time":
+        return None
+    dates = run.closed["date"].iloc[np.flatnonzero(rows) if rows.dtype == bool else rows]
+    days = (dates.max() - dates).dt.total_seconds().to_numpy() / 86_400
+    return np.where(np.isnan(days), np.nanmax(days, initial=0.0), days)
 
 
 def _isotonic(score: np.ndarray, y: np.ndarray) -> IsotonicRegression:
@@ -1493,12 +1676,12 @@ def _capacity_tiers(run: _Run, probability: np.ndarray, priority: np.ndarray) ->
 
 
 def _metric_frame(
-    run: _Run, probabilities: dict[str, np.ndarray], labels: np.ndarray, cross_validated: np.ndarray | None
+    run: _Run, probabilities: dict[str, np.ndarray], labels: np.ndarray, pooled: _Pooled | None
 ) -> pd.DataFrame:
     """Metrics of each layer's and the combined probability on every split, plus the low-confidence flag.
 
-    With a trained model the combined probability is also judged on split `cross_validated`: the
-    out-of-fold predictions of every closed outcome (see _cross_validated), with its fold count.
+    With a trained model the combined probability is also judged on the pooled held-out predictions (split
+    back_test or cross_validated, see _Pooled), with their window or fold count.
     """
     pos, y, bins = run.pos, run.y, run.policy.scoring.ece_bins
     evaluation = _evaluation_split(labels)
@@ -1523,13 +1706,13 @@ def _metric_frame(
     if len(train) and len(test) and train.mean() > 0:
         # A later period converting at another rate shifts every held-out metric; analysts need to see it.
         records.append((run.model_version, "combined", "test", "base_rate_ratio_to_train", float(test.mean() / train.mean())))
-    if cross_validated is not None:
-        records += [(run.model_version, "combined", CROSS_VALIDATED, metric, value)
-                    for metric, value in binary_metrics(y, cross_validated, bins).items()]
-        records += [(run.model_version, "combined", CROSS_VALIDATED, "ece_bins", float(bins)),
-                    (run.model_version, "combined", CROSS_VALIDATED, "ece_noise_floor",
-                     ece_noise_floor(cross_validated, bins, ECE_NOISE_DRAWS, scoring.random_seed)),
-                    (run.model_version, "combined", CROSS_VALIDATED, "folds", float(len(_folds(y, scoring))))]
+    if pooled is not None:
+        records += [(run.model_version, "combined", pooled.split, metric, value)
+                    for metric, value in binary_metrics(y[pooled.rows], pooled.probability, bins).items()]
+        records += [(run.model_version, "combined", pooled.split, "ece_bins", float(bins)),
+                    (run.model_version, "combined", pooled.split, "ece_noise_floor",
+                     ece_noise_floor(pooled.probability, bins, ECE_NOISE_DRAWS, scoring.random_seed)),
+                    (run.model_version, "combined", pooled.split, pooled.groups, float(len(np.unique(pooled.group))))]
     records += [(run.model_version, *row) for row in run.extra_metrics]
     return pd.DataFrame(records, columns=list(METRIC_COLUMNS))
 
@@ -1582,8 +1765,8 @@ def _summary(
     evaluation = SPLITS[_evaluation_split(labels)]
     test = combined[combined["split"] == evaluation]
     test_value = {metric: float(value) for metric, value in zip(test["metric"], test["value"])}
-    cv = combined[combined["split"] == CROSS_VALIDATED]
-    cv_value = {metric: float(value) for metric, value in zip(cv["metric"], cv["value"])}
+    pooled = combined[combined["split"].isin([BACK_TEST, CROSS_VALIDATED])]
+    pooled_value = {metric: float(value) for metric, value in zip(pooled["metric"], pooled["value"])}
     counts = np.bincount(labels, minlength=len(SPLITS))
     return {
         "model_version": run.model_version,
@@ -1606,10 +1789,12 @@ def _summary(
         "test_brier": test_value.get("brier"),
         "test_ece": test_value.get("ece"),
         "test_log_loss": test_value.get("log_loss"),
-        "cross_validated_auc": cv_value.get("auc"),
-        "cross_validated_brier": cv_value.get("brier"),
-        "cross_validated_ece": cv_value.get("ece"),
-        "cross_validated_n": int(cv_value["n"]) if "n" in cv_value else None,
+        "pooled_split": pooled["split"].iloc[0] if len(pooled) else None,
+        "pooled_auc": pooled_value.get("auc"),
+        "pooled_brier": pooled_value.get("brier"),
+        "pooled_ece": pooled_value.get("ece"),
+        "pooled_ece_noise_floor": pooled_value.get("ece_noise_floor"),
+        "pooled_n": int(pooled_value["n"]) if "n" in pooled_value else None,
         "ece_scheme": f"{run.policy.scoring.ece_bins} equal-mass bins (rows sorted by predicted probability)",
         "low_confidence": bool(run.reasons),
         "low_confidence_reasons": run.reasons,

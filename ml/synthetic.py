@@ -149,6 +149,11 @@ ANONYMOUS_SHARE = 0.15
 
 OPPORTUNITY_BASE = 0.6
 OPPORTUNITY_INTENT = 0.35
+# An account with deals has 1 + Binomial(EXTRA_OPPORTUNITIES, EXTRA_OPPORTUNITY_P) of them over the year (new
+# business, expansions, renewals): about 2.6 each, so the default export closes ~6,000 deals and its held-out
+# windows hold enough outcomes for a 10-bin calibration error to rise above sampling noise.
+EXTRA_OPPORTUNITIES = 4
+EXTRA_OPPORTUNITY_P = 0.4
 CLOSED_SHARE = 0.75
 # Stage labels as CRMs export them; the rare variants exercise the downstream stage mapping.
 WON_STAGES: tuple[tuple[str, float], ...] = (
@@ -784,9 +789,9 @@ def _first_party_rows(
 def _opportunities_chunk(
     rng: np.random.Generator, chunk: _Population, probability: np.ndarray, first_id: int, as_of_us: int
 ) -> pl.DataFrame:
-    """1-3 opportunities on some accounts; closed ones are won with the account's true probability."""
+    """1-5 opportunities on some accounts; closed ones are won with the account's true probability."""
     has = rng.random(chunk.size) < _sigmoid(OPPORTUNITY_BASE + OPPORTUNITY_INTENT * chunk.intent)
-    account = np.repeat(np.arange(chunk.size), has * (1 + rng.binomial(2, 0.25, chunk.size)))
+    account = np.repeat(np.arange(chunk.size), has * (1 + rng.binomial(EXTRA_OPPORTUNITIES, EXTRA_OPPORTUNITY_P, chunk.size)))
     n = account.size
     won = rng.random(n) < probability[account]
     closed = rng.random(n) < CLOSED_SHARE

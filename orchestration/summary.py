@@ -56,9 +56,10 @@ def _ece_note(values: dict[str, float]) -> str:
 
 
 def model_lines(con, shift_note: float) -> list[str]:
-    """The model's metrics and tier lift, saying on which rows: held-out test, out-of-fold or in-sample.
+    """The model's metrics and tier lift, saying on which rows: held-out test, back-test, out-of-fold or in-sample.
 
-    A held-out base rate off train's by `shift_note` (relative) or more gets a line of its own.
+    A held-out base rate off train's by `shift_note` (relative) or more gets a line of its own, and so does a
+    calibration shifted toward recent outcomes.
     """
     combined = _rows(con, "select split, metric, value from score_model_metrics where layer = 'combined'")
     by_split: dict[str, dict[str, float]] = {}
@@ -82,11 +83,18 @@ def model_lines(con, shift_note: float) -> list[str]:
         train, test = by_split["train"]["base_rate"], by_split["test"]["base_rate"]
         lines.append(f"  base rate shift: the held-out test period converts at {test:.1%} against {train:.1%} in "
                      f"train ({ratio:.1f}x); held-out calibration and Brier reflect that shift")
-    cv = by_split.get("cross_validated")
-    if cv:
-        lines.append(f"model (out-of-fold over all {int(cv['n']):,} closed outcomes): "
-                     + ", ".join(f"{k} {cv[k]:.3f}" for k in ("auc", "brier", "ece") if k in cv)
-                     + _ece_note(cv))
+    train = by_split.get("train", {})
+    if train.get("recent_logit_shift"):
+        lines.append(f"  recalibrated toward recent outcomes: {train['recent_logit_shift']:+.2f} on the logit scale "
+                     f"(outcomes weighted by a {train['recent_shift_half_life_days']:g}-day half-life, chosen on the "
+                     "latest training outcomes)")
+    for split, label in (("back_test", "back-test, {windows} out-of-time windows, n={n:,}"),
+                         ("cross_validated", "out-of-fold over all {n:,} closed outcomes")):
+        pooled = by_split.get(split)
+        if pooled:
+            lines.append(f"model ({label.format(windows=int(pooled.get('windows', 0)), n=int(pooled['n']))}): "
+                         + ", ".join(f"{k} {pooled[k]:.3f}" for k in ("auc", "brier", "ece") if k in pooled)
+                         + _ece_note(pooled))
     lift = _rows(con, "select tier, n, conversion_rate from tier_lift order by tier")
     if lift:
         lines.append(f"tier lift ({'in-sample' if 'in_sample' in by_split else 'held-out'} conversion): "

@@ -187,12 +187,14 @@ def _versions_frame(registry: ModelRegistry) -> pd.DataFrame:
 def _reliability_plot(result: ScoringResult, bins: int, path: Path) -> tuple[str, Path] | None:
     """Observed win rate against mean predicted probability per equal-mass bin, as PNG and markdown.
 
-    The curve is of the out-of-fold predictions of every closed outcome when the run trained a model (many
-    rows, so the bins are not noise), else of the held-out rows.
+    The curve is of the pooled held-out predictions when the run trained a model (the back-test's out-of-time
+    windows, or every closed outcome out-of-fold when undated: many rows, so the bins are not noise), else of
+    the held-out rows.
     """
-    if result.cross_validated is not None:
-        y, p = result.cross_validated["won"].to_numpy(float), result.cross_validated["probability"].to_numpy()
-        rows = "out-of-fold, every closed outcome"
+    if result.pooled is not None:
+        y, p = result.pooled["won"].to_numpy(float), result.pooled["probability"].to_numpy()
+        rows = ("back-test, out-of-time windows" if result.pooled_split == "back_test"
+                else "out-of-fold, every closed outcome")
     elif result.held_out is not None and not result.held_out.empty:
         held = result.held_out
         y = held["won"].to_numpy(dtype=float)

@@ -204,6 +204,100 @@ def test_held_out_outcomes_never_reach_the_models():
     assert metric(base, "combined", "test", "base_rate") != metric(changed, "combined", "test", "base_rate")
 
 
+def test_each_back_test_window_is_predicted_from_earlier_outcomes_only():
+    inputs, _ = synthetic(n=1500, rows_per_account=2, seed=3)
+    base = run(inputs)
+    outcomes = inputs["outcomes"]
+    ordered = outcomes.sort_values(["closed_at", "opportunity_id"])
+    # Flip every outcome of the window just before the test split (the 60-80% band in time).
+    band = ordered.index[3 * len(outcomes) // 5: 4 * len(outcomes) // 5]
+    flipped = outcomes.copy()
+    flipped.loc[band, "outcome"] = np.where(outcomes.loc[band, "outcome"] == "won", "lost", "won")
+    changed = run({**inputs, "outcomes": flipped})
+    windows = dict(list(base.pooled.groupby("window")))
+    changed_windows = dict(list(changed.pooled.groupby("window")))
+    assert sorted(windows) == [0, 1, 2] and all(len(frame) == 600 for frame in windows.values())
+    # Windows 1 and 2 were predicted by models fitted and chosen (C, penalty, calibration) before the band: same
+    # predictions, only window 1's outcomes differ. The test split's model (the run's) learned from the band.
+    for k in (1, 2):
+        assert np.allclose(windows[k]["probability"], changed_windows[k]["probability"])
+    assert (windows[1]["won"].to_numpy() != changed_windows[1]["won"].to_numpy()).all()
+    assert not np.allclose(windows[0]["probability"], changed_windows[0]["probability"])
+    assert metric(base, "combined", "back_test", "n") == 1800
+
+
+def drifting(outcomes: pd.DataFrame, seed: int = 1) -> pd.DataFrame:
+    """The outcomes with a climbing base rate: a lost deal turns won with a chance growing toward the latest date."""
+    rng = np.random.default_rng(seed)
+    closed = outcomes["closed_at"]
+    elapsed = ((closed - closed.min()) / (closed.max() - closed.min())).to_numpy()
+    turned = (outcomes["outcome"] == "lost").to_numpy() & (rng.random(len(outcomes)) < 0.5 * elapsed**2)
+    return outcomes.assign(outcome=np.where(turned, "won", outcomes["outcome"]))
+
+
+def test_calibration_follows_a_base_rate_that_drifts_and_the_kept_model_keeps_the_shift():
+    from ml.scoring import score_with_model
+
+    inputs, _ = synthetic(n=3000, rows_per_account=2, seed=9)
+    drifted = {**inputs, "outcomes": drifting(inputs["outcomes"])}
+    recalibrated = run(drifted)
+    fixed = run(drifted, Policy.model_validate({"scoring": {"recalibration_min_z": 1e6}}))
+    shift = metric(recalibrated, "combined", "train", "recent_logit_shift")
+    assert shift > 0.2 and metric(fixed, "combined", "train", "recent_logit_shift") == 0.0
+    assert metric(recalibrated, "combined", "train", "recent_shift_half_life_days") in \
+        Policy().scoring.calibration_half_lives_days
+    assert recalibrated.summary["recalibration"].startswith(f"shifted +{shift:.2f} on the logit scale")
+    # The shift moves every probability alike on the logit scale: same ranking, better calibrated later period.
+    assert metric(recalibrated, "combined", "test", "auc") == pytest.approx(metric(fixed, "combined", "test", "auc"))
+    assert metric(recalibrated, "combined", "test", "ece") < metric(fixed, "combined", "test", "ece") - 0.03
+    test_rate = metric(recalibrated, "combined", "test", "base_rate")
+    predicted = {name: result.pooled.loc[result.pooled["window"] == 0, "probability"].mean()
+                 for name, result in (("recalibrated", recalibrated), ("fixed", fixed))}
+    assert abs(predicted["recalibrated"] - test_rate) < abs(predicted["fixed"] - test_rate) / 2
+    kept = score_with_model(drifted["features"], drifted["outcomes"], no_technologies(), no_attributes(),
+                            no_signals(), Policy(), recalibrated.model, SCORED_AT, "test")
+    np.testing.assert_allclose(kept.account_scores["conversion_probability"],
+                               recalibrated.account_scores["conversion_probability"], atol=1e-9)
+
+
+def test_recent_shift_stops_at_its_bound_when_recent_outcomes_are_all_one_class():
+    from ml.scoring import MAX_LOGIT_SHIFT, _weighted_shift
+
+    p = np.full(200, 0.3)
+    ages = np.arange(200.0)
+    assert _weighted_shift(p, np.ones(200), ages, 30.0, Policy().scoring) == MAX_LOGIT_SHIFT
+    assert _weighted_shift(p, np.zeros(200), ages, 30.0, Policy().scoring) == -MAX_LOGIT_SHIFT
+    # Outcomes that convert at the predicted rate need no shift.
+    assert _weighted_shift(p, (np.arange(200) % 10 < 3).astype(float), ages, 30.0, Policy().scoring) == 0.0
+
+
+def test_warm_started_c_path_and_rank_auc_match_their_direct_computations():
+    from sklearn.metrics import roc_auc_score
+
+    from ml.scoring import _cv_log_loss, _cv_path_log_loss, _folds, _logistic
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(600, 4))
+    y = (rng.random(600) < 1 / (1 + np.exp(-(x @ [1.0, -0.5, 0.2, 0.0])))).astype(int)
+    folds = _folds(y, Policy().scoring, 3)
+    grid = [0.01, 0.1, 1.0]
+    path = _cv_path_log_loss("l2", grid, x, y, folds)
+    for c in grid:
+        assert path[c] == pytest.approx(_cv_log_loss(lambda c=c: _logistic(c), x, y, folds), rel=1e-4)
+    # The leak screen's rank AUC (ties counted half) is roc_auc_score's, in the better direction.
+    ties = np.round(x[:, 0])
+    assert _rank_auc(ties, y) == pytest.approx(max(roc_auc_score(y, ties), 1 - roc_auc_score(y, ties)))
+
+
+def _rank_auc(column: np.ndarray, y: np.ndarray) -> float:
+    from ml.scoring import _Encoding, _single_source_auc, _Source
+
+    source = _Source("x", "x", "fit", column)
+    one = np.ones(1)
+    encoding = _Encoding(source, ("x",), np.array([True, False]), np.zeros(1), one, fill=0.0)
+    return _single_source_auc(encoding, np.arange(len(column)), y)
+
+
 def test_time_split_puts_the_latest_closed_rows_in_test():
     inputs, _ = synthetic(n=1000, rows_per_account=2, seed=5)
     outcomes = inputs["outcomes"].copy()
@@ -382,10 +476,18 @@ def test_layer_model_choice_and_calibration_choice_are_recorded(known_truth):
     # The truth is logistic, so logistic regression is kept.
     assert result.summary["layer_models"] == {"fit": "logistic regression", "engagement": "logistic regression"}
     assert metric(result, "combined", "train", "isotonic_chosen") in (0.0, 1.0)
+    # A steady base rate keeps the calibration as fitted.
+    assert metric(result, "combined", "train", "recent_logit_shift") == 0.0
+    assert np.isnan(metric(result, "combined", "train", "recent_shift_half_life_days"))
     assert metric(result, "combined", "test", "ece_bins") == 10
-    # The test split has a quarter of the out-of-fold rows, so sampling noise alone gives it the larger ECE.
-    assert metric(result, "combined", "test", "ece_noise_floor") > metric(result, "combined", "cross_validated",
+    # Dated outcomes: the back-test pools three out-of-time windows the size of the test split, so sampling
+    # noise alone gives the test split the larger ECE.
+    assert "cross_validated" not in set(result.metrics["split"])
+    assert metric(result, "combined", "back_test", "windows") == 3
+    assert metric(result, "combined", "back_test", "n") == 3 * 2400
+    assert metric(result, "combined", "test", "ece_noise_floor") > metric(result, "combined", "back_test",
                                                                           "ece_noise_floor") > 0
+    assert result.pooled["window"].value_counts().to_dict() == {0: 2400, 1: 2400, 2: 2400}
     assert result.summary["evaluation"] == "held-out test (2400 closed outcomes, latest by close date)"
     assert "in_sample" not in set(result.metrics["split"]) and "in_sample" not in result.summary["n"]
 

@@ -289,7 +289,9 @@ def test_won_rate_follows_true_probability(export):
 def test_opportunity_stages_and_dates(export):
     opportunities = export.tables["opportunities"]
     assert 0.5 < opportunities["account_id"].n_unique() / N_ACCOUNTS < 0.75
-    assert opportunities.group_by("account_id").len()["len"].max() <= 3
+    per_account = opportunities.group_by("account_id").len()["len"]
+    # New business, expansions and renewals: about 2.6 deals per account with any, so held-out windows are large.
+    assert per_account.max() <= 5 and 2.4 < per_account.mean() < 2.8
     canonical = {"Closed Won", "Closed Lost", "Prospecting", "Negotiation"}
     variant_share = (~opportunities["stage"].is_in(canonical)).mean()
     assert 0.005 < variant_share < 0.1

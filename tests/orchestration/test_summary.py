@@ -22,16 +22,21 @@ def test_held_out_metrics_with_a_base_rate_shift_are_labelled_and_the_shift_is_p
     con = warehouse([
         ("train", "base_rate", 0.08), ("train", "low_confidence", 0.0), ("test", "base_rate", 0.209),
         ("test", "base_rate_ratio_to_train", 0.209 / 0.08), ("test", "n", 1600.0), ("test", "auc", 0.67),
-        ("test", "ece", 0.05), ("test", "ece_bins", 10.0), ("test", "ece_noise_floor", 0.021), ("cross_validated", "n", 8000.0),
-        ("cross_validated", "auc", 0.7), ("cross_validated", "ece", 0.01), ("cross_validated", "ece_bins", 10.0),
+        ("test", "ece", 0.05), ("test", "ece_bins", 10.0), ("test", "ece_noise_floor", 0.021), ("back_test", "n", 4800.0),
+        ("back_test", "auc", 0.7), ("back_test", "ece", 0.01), ("back_test", "ece_bins", 10.0),
+        ("back_test", "ece_noise_floor", 0.012), ("back_test", "windows", 3.0), ("train", "recent_logit_shift", 0.63),
+        ("train", "recent_shift_half_life_days", 15.0),
     ], [("A", 100, 0.4), ("B", 500, 0.2), ("C", 1000, 0.1)])
     lines = model_lines(con, 0.25)
     assert lines[0] == ("model (held-out test, n=1,600): auc 0.670, ece 0.050 (ECE over 10 equal-mass bins; perfectly "
                         "calibrated predictions would show 0.021 on these rows)")
     assert lines[1] == ("  base rate shift: the held-out test period converts at 20.9% against 8.0% in train (2.6x); "
                         "held-out calibration and Brier reflect that shift")
-    assert lines[2].startswith("model (out-of-fold over all 8,000 closed outcomes): auc 0.700, ece 0.010")
-    assert lines[3] == "tier lift (held-out conversion): A 40.0% (n=100), B 20.0% (n=500), C 10.0% (n=1,000)"
+    assert lines[2] == ("  recalibrated toward recent outcomes: +0.63 on the logit scale (outcomes weighted by a "
+                        "15-day half-life, chosen on the latest training outcomes)")
+    assert lines[3] == ("model (back-test, 3 out-of-time windows, n=4,800): auc 0.700, ece 0.010 (ECE over 10 "
+                        "equal-mass bins; perfectly calibrated predictions would show 0.012 on these rows)")
+    assert lines[4] == "tier lift (held-out conversion): A 40.0% (n=100), B 20.0% (n=500), C 10.0% (n=1,000)"
     # Below the threshold the shift is not worth a line.
     assert not any("base rate shift" in line for line in model_lines(con, 2.0))
 
@@ -47,3 +52,14 @@ def test_in_sample_metrics_of_the_prior_weights_are_not_called_held_out():
                                "n=6,711): auc 0.550, ece 0.020 (ECE over 10 equal-mass bins)  [LOW CONFIDENCE")
     assert not any("held-out" in line for line in lines)
     assert lines[-1].startswith("tier lift (in-sample conversion): A 70.0% (n=900)")
+
+
+def test_undated_outcomes_are_judged_out_of_fold_and_an_unshifted_calibration_says_nothing():
+    con = warehouse([
+        ("train", "low_confidence", 0.0), ("train", "recent_logit_shift", 0.0), ("test", "n", 1800.0),
+        ("test", "auc", 0.91), ("cross_validated", "n", 9000.0), ("cross_validated", "auc", 0.905),
+        ("cross_validated", "ece", 0.006), ("cross_validated", "ece_bins", 10.0), ("cross_validated", "folds", 5.0),
+    ], [("A", 270, 0.9), ("B", 630, 0.5), ("C", 900, 0.1)])
+    lines = model_lines(con, 0.25)
+    assert lines[1] == "model (out-of-fold over all 9,000 closed outcomes): auc 0.905, ece 0.006 (ECE over 10 equal-mass bins)"
+    assert not any("recalibrated" in line or "back-test" in line for line in lines)
