@@ -33,6 +33,8 @@ class ScoringPolicy(_Strict):
     choice_folds: int = Field(3, ge=2)
     # Out-of-time windows of the rolling-origin back-test (dated outcomes), each as large as the test split.
     back_test_windows: int = Field(3, ge=1)
+    # Held-out predictions are pooled over further refits only while the held-out rows are fewer than this.
+    pooled_enough_rows: int = Field(10_000, ge=1)
     # Calibration follows a drifting base rate: training outcomes weigh 2^(-days before the latest / half-life),
     # the half-life being the candidate that best predicts the latest training outcomes, and the weighted gap
     # must exceed recalibration_min_z standard errors before the probabilities are shifted.

@@ -507,8 +507,10 @@ def _model_result(
     run.notes["back_test_cutoff"] = _cutoff(run, labels)
     if split.method == "time":
         pooled = _back_test(run, labels, sources, probability[pos[labels == TEST]])
-    else:
+    elif (labels == TEST).sum() < run.policy.scoring.pooled_enough_rows:
         pooled = _cross_validated(run, sources)
+    else:
+        pooled = None
     return _result(run, split, labels, fits, switched_off, combiner, probability, per_layer,
                    _explain(contrib[:n], blocks, fits, combiner), pooled)
 
@@ -1353,8 +1355,8 @@ def _back_test(run: _Run, labels: np.ndarray, sources: list[_Source], test_proba
     Window 0 is the test split, predicted by the run's model. Each earlier window (as many closed outcomes
     as the test split, just before the previous window) is predicted by the whole recipe refitted on the
     outcomes before it alone (see _refit_recipe), so every prediction is of an outcome after everything its
-    model learned from, choices included. Windows stop early when the rows before one no longer hold both
-    classes often enough for cross-fitting.
+    model learned from, choices included. Windows stop early once the pooled rows are enough (see the policy's
+    pooled_enough_rows), or when the rows before one no longer hold both classes often enough for cross-fitting.
     """
     scoring = run.policy.scoring
     y = run.y
@@ -1363,6 +1365,8 @@ def _back_test(run: _Run, labels: np.ndarray, sources: list[_Source], test_proba
     rows, probability, group = [test], [test_probability], [np.zeros(len(test), dtype=np.int64)]
     stop = len(order) - len(test)
     for k in range(1, scoring.back_test_windows):
+        if sum(map(len, rows)) >= scoring.pooled_enough_rows:
+            break
         start = stop - len(test)
         before = order[:max(start, 0)]
         won = y[before].sum()

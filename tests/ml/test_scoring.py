@@ -226,6 +226,20 @@ def test_each_back_test_window_is_predicted_from_earlier_outcomes_only():
     assert metric(base, "combined", "back_test", "n") == 1800
 
 
+def test_pooled_held_out_predictions_stop_once_they_have_enough_rows():
+    inputs, _ = synthetic(n=1500, rows_per_account=2, seed=3)
+    enough = Policy.model_validate({"scoring": {"pooled_enough_rows": 1000}})
+    # 600 test rows are not enough; with the window before them (1,200) they are.
+    result = run(inputs, enough)
+    assert metric(result, "combined", "back_test", "windows") == 2 and metric(result, "combined", "back_test", "n") == 1200
+    assert sorted(result.pooled["window"].unique()) == [0, 1]
+    # Undated outcomes whose test split alone is enough are not refitted fold by fold.
+    undated = inputs["outcomes"].assign(closed_at=pd.NaT, created_at=pd.NaT)
+    result = run({**inputs, "outcomes": undated}, Policy.model_validate({"scoring": {"pooled_enough_rows": 600}}))
+    assert result.summary["split_method"] == "random" and result.pooled is None
+    assert not set(result.metrics["split"]) & {"cross_validated", "back_test"}
+
+
 def drifting(outcomes: pd.DataFrame, seed: int = 1) -> pd.DataFrame:
     """The outcomes with a climbing base rate: a lost deal turns won with a chance growing toward the latest date."""
     rng = np.random.default_rng(seed)
@@ -354,6 +368,28 @@ def test_attributes_and_technologies_become_fit_features():
     factors = result.account_scores["top_factors"]
     assert factors.str.contains(r"\+ uses crm_suite: yes \(\+", regex=True).sum() > 100
     assert not factors.str.contains(r"- uses crm_suite: yes", regex=False).any()
+
+
+def test_a_high_cardinality_category_keeps_its_frequent_levels_and_pools_the_rest():
+    rng = np.random.default_rng(12)
+    n = 3000
+    # 500 landing pages with Zipf-like traffic: a few carry most accounts, hundreds are seen once or twice.
+    pages = np.array([f"page_{k:03d}" for k in range(500)])
+    traffic = 1 / np.arange(1, 501) ** 1.1
+    page = rng.choice(pages, n, p=traffic / traffic.sum())
+    inputs, _ = synthetic(n=n, rows_per_account=2, seed=12, extra_logit=1.5 * (page == "page_001"))
+    attributes = pd.DataFrame({"account_id": inputs["features"]["account_id"], "attribute": "landing_page",
+                               "value": page})
+    result = run({**inputs, "attributes": attributes})
+    scoring = Policy().scoring
+    columns = result.weights.loc[result.weights["feature"].str.startswith("attribute:landing_page="), "feature"]
+    levels = {c.removeprefix("attribute:landing_page=") for c in columns}
+    assert len(levels) <= scoring.max_categories_per_feature and "other" in levels
+    # Two rows per account: a page on fewer than half the minimum of accounts cannot have its own level.
+    accounts = pd.Series(page).value_counts()
+    assert (accounts[sorted(levels - {"other"})] >= scoring.min_category_rows / 2).all()
+    effects = {level: weight(result, "fit", f"attribute:landing_page={level}") for level in levels}
+    assert max(effects, key=effects.get) == "page_001"
 
 
 def test_signals_feed_their_layer_and_unknown_layers_are_rejected():
