@@ -1117,7 +1117,7 @@ def _fit_layer(
     folds = _folds(y, scoring, scoring.choice_folds)
     logistic_loss = {
         (penalty, c): loss for penalty in scoring.penalties
-        for c, loss in _cv_path_log_loss(penalty, scoring.regularization_grid, x, y, folds).items()
+        for c, loss in _cv_path_log_loss(penalty, scoring.regularization_grid, x, y, folds, scoring.random_seed).items()
     }
     best_penalty, best_c = min(logistic_loss, key=logistic_loss.get)
     best_loss = logistic_loss[best_penalty, best_c]
@@ -1139,7 +1139,8 @@ def _fit_chosen(
     blocks = [e.design(train_pos) for e in encodings]
     x = np.hstack(blocks) if x is None else x
     if not choice["boosting_chosen"]:
-        model = _logistic(choice["regularization_c"], "l1" if choice["l1_penalty"] else "l2").fit(x, y)
+        penalty = "l1" if choice["l1_penalty"] else "l2"
+        model = _logistic(choice["regularization_c"], penalty, scoring.random_seed).fit(x, y)
         coefs = np.split(model.coef_[0], np.cumsum([b.shape[1] for b in blocks])[:-1])
         return _LayerFit(tuple(encodings), tuple(coefs), float(model.intercept_[0]))
     booster = _boosting(scoring.random_seed).fit(x, y)
@@ -1149,11 +1150,12 @@ def _fit_chosen(
     return replace(draft, coefs=coefs)
 
 
-def _logistic(c: float, penalty: str = "l2") -> LogisticRegression:
+def _logistic(c: float, penalty: str = "l2", seed: int | None = None) -> LogisticRegression:
     if penalty == "l1":
         # liblinear is the solver with an exact L1 path; it penalises the intercept too, which the layer's
-        # calibration map and the combiner's intercept absorb.
-        return LogisticRegression(C=c, l1_ratio=1.0, solver="liblinear", max_iter=LBFGS_MAX_ITER)
+        # calibration map and the combiner's intercept absorb. It visits coordinates in random order: the seed
+        # makes reruns identical.
+        return LogisticRegression(C=c, l1_ratio=1.0, solver="liblinear", max_iter=LBFGS_MAX_ITER, random_state=seed)
     return LogisticRegression(C=c, max_iter=LBFGS_MAX_ITER)
 
 
@@ -1168,7 +1170,9 @@ def _folds(y: np.ndarray, scoring: ScoringPolicy, folds: int | None = None) -> l
     return list(StratifiedKFold(k, shuffle=True, random_state=scoring.random_seed).split(np.zeros(len(y)), y))
 
 
-def _cv_path_log_loss(penalty: str, grid: list[float], x: np.ndarray, y: np.ndarray, folds: list) -> dict[float, float]:
+def _cv_path_log_loss(
+    penalty: str, grid: list[float], x: np.ndarray, y: np.ndarray, folds: list, seed: int
+) -> dict[float, float]:
     """Cross-validated log loss of logistic regression at every C of the grid, one warm-started path per fold.
 
     From the strongest penalty to the weakest, each fit starts from the previous C's coefficients, which are
@@ -1178,7 +1182,7 @@ def _cv_path_log_loss(penalty: str, grid: list[float], x: np.ndarray, y: np.ndar
     grid = sorted(grid)
     held = np.empty((len(grid), len(y)))
     for fit_rows, held_rows in folds:
-        model = _logistic(grid[0], penalty).set_params(warm_start=True)
+        model = _logistic(grid[0], penalty, seed).set_params(warm_start=True)
         for i, c in enumerate(grid):
             held[i, held_rows] = model.set_params(C=c).fit(x[fit_rows], y[fit_rows]).predict_proba(x[held_rows])[:, 1]
     return {c: float(log_loss(y, np.clip(p, PROBABILITY_CLIP, 1 - PROBABILITY_CLIP))) for c, p in zip(grid, held)}

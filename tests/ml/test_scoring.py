@@ -295,7 +295,7 @@ def test_warm_started_c_path_and_rank_auc_match_their_direct_computations():
     y = (rng.random(600) < 1 / (1 + np.exp(-(x @ [1.0, -0.5, 0.2, 0.0])))).astype(int)
     folds = _folds(y, Policy().scoring, 3)
     grid = [0.01, 0.1, 1.0]
-    path = _cv_path_log_loss("l2", grid, x, y, folds)
+    path = _cv_path_log_loss("l2", grid, x, y, folds, 0)
     for c in grid:
         assert path[c] == pytest.approx(_cv_log_loss(lambda c=c: _logistic(c), x, y, folds), rel=1e-4)
     # The leak screen's rank AUC (ties counted half) is roc_auc_score's, in the better direction.
@@ -310,6 +310,16 @@ def _rank_auc(column: np.ndarray, y: np.ndarray) -> float:
     one = np.ones(1)
     encoding = _Encoding(source, ("x",), np.array([True, False]), np.zeros(1), one, fill=0.0)
     return _single_source_auc(encoding, np.arange(len(column)), y)
+
+
+def test_an_l1_model_scores_the_same_inputs_identically():
+    inputs, _ = synthetic(n=1500, rows_per_account=2, seed=3)
+    # liblinear, the L1 solver, visits coordinates in random order unless seeded.
+    policy = Policy.model_validate({"scoring": {"penalties": ["l1"]}})
+    first, second = (run(inputs, policy) for _ in range(2))
+    assert first.summary["layer_models"]["fit"] == "logistic regression"
+    assert metric(first, "fit", "train", "l1_penalty") == 1.0
+    assert first.account_scores["conversion_probability"].equals(second.account_scores["conversion_probability"])
 
 
 def test_time_split_puts_the_latest_closed_rows_in_test():
