@@ -30,6 +30,30 @@ SCORING_TABLES = {
 }
 
 
+# What read_scoring_inputs returns, in the order score_accounts takes them (reps last: for the A-tier capacity).
+SCORING_FRAMES = ("features", "outcomes", "technologies", "attributes", "signals", "training_features",
+                  "training_signals", "reps")
+
+
+def read_scoring_inputs(con) -> dict[str, pd.DataFrame]:
+    """The marts scoring reads (see SCORING_FRAMES), persona engagement as persona-layer signals."""
+    return {
+        "features": read_frame(con, "select * from account_features order by account_id"),
+        "outcomes": read_frame(con, "select * from opportunity_outcomes"),
+        "technologies": read_frame(con, "select * from account_technologies"),
+        "attributes": read_frame(con, "select v.* from account_attribute_values v "
+                                      "join account_attribute_profile p using (attribute) where p.used_as_feature"),
+        "signals": read_frame(con, "select account_id, layer, signal, value, value_text from account_signal_features "
+                                   "union all " + PERSONA_SIGNALS.format(key="account_id",
+                                                                         table="account_persona_engagement")),
+        "training_features": read_frame(con, "select * from training_features"),
+        "training_signals": read_frame(
+            con, "select opportunity_id, layer, signal, value, value_text from training_signal_features union all "
+            + PERSONA_SIGNALS.format(key="opportunity_id", table="training_persona_engagement")),
+        "reps": read_frame(con, "select rep_id, role from rep_capacity"),
+    }
+
+
 class ScoringConfig(Config):
     """Whether this run trains a challenger (quarterly, and by default from the CLI) or scores with the champion."""
 
@@ -46,22 +70,13 @@ def account_scoring(context: AssetExecutionContext, config: ScoringConfig, setti
     """Train a challenger on won/lost outcomes (or keep the champion), then score and tier every account."""
     policy = settings.load_policy()
     with settings.reader() as con:
-        features = read_frame(con, "select * from account_features order by account_id")
-        outcomes = read_frame(con, "select * from opportunity_outcomes")
-        technologies = read_frame(con, "select * from account_technologies")
-        attributes = read_frame(con, "select v.* from account_attribute_values v "
-                                     "join account_attribute_profile p using (attribute) where p.used_as_feature")
-        signals = read_frame(con, "select account_id, layer, signal, value, value_text from account_signal_features union all "
-                             + PERSONA_SIGNALS.format(key="account_id", table="account_persona_engagement"))
-        training_features = read_frame(con, "select * from training_features")
-        training_signals = read_frame(
-            con, "select opportunity_id, layer, signal, value, value_text from training_signal_features union all "
-            + PERSONA_SIGNALS.format(key="opportunity_id", table="training_persona_engagement"))
-        reps = read_frame(con, "select rep_id, role from rep_capacity")
+        marts = read_scoring_inputs(con)
+    features, outcomes, technologies, attributes, signals, training_features, training_signals, reps = (
+        marts[name] for name in SCORING_FRAMES)
     scored_at = datetime.now(UTC).replace(microsecond=0)
     registry = ModelRegistry(settings.champion_path.parent)
     champion = registry.champion()
-    a_capacity = _a_tier_capacity(reps, policy)
+    a_capacity = a_tier_capacity(reps, policy)
     inputs = (features, outcomes, technologies, attributes)
     if champion is not None and not config.train_challenger:
         result = score_with_model(*inputs, signals, policy, champion, scored_at.replace(tzinfo=None),
@@ -114,7 +129,7 @@ def account_scoring(context: AssetExecutionContext, config: ScoringConfig, setti
     yield MaterializeResult(asset_key="tier_lift", metadata={"lift": MetadataValue.md(markdown(result.tier_lift))})
 
 
-def _a_tier_capacity(reps: pd.DataFrame, policy: Policy) -> float | None:
+def a_tier_capacity(reps: pd.DataFrame, policy: Policy) -> float | None:
     """A-tier accounts the owner reps can work: the monitors' per-rep A capacity times the owner reps."""
     if reps.empty:
         return None
