@@ -5,8 +5,10 @@ a regularised logistic regression (L1 or L2, C chosen by cross-validated log los
 cross-validated log loss says it is clearly better. A second logistic regression combines the layer logits;
 it is fitted on out-of-fold layer logits of every train row (cross-fitting), and sigmoid (Platt) or isotonic
 calibration on out-of-fold combiner scores, chosen by cross-validated Brier score, makes the result a
-probability. The test split (the latest outcomes where dates exist) is only ever used for evaluation. A feature that separates won from
-lost almost perfectly on its own is treated as leaked from the outcome and excluded.
+probability; when conversion drifts over time, the calibration follows the recent outcomes. The test split (the
+latest outcomes where dates exist) is only ever used for evaluation, and earlier out-of-time windows are predicted
+by the whole recipe refitted on the outcomes before each (a rolling-origin back-test). A feature that separates
+won from lost almost perfectly on its own is treated as leaked from the outcome and excluded.
 """
 
 from __future__ import annotations
@@ -1297,7 +1299,8 @@ def _recent_shift(p: np.ndarray, y: np.ndarray, ages: np.ndarray, scoring: Scori
     fitted (no shift) stands unless a candidate beats it there.
     """
     order = np.argsort(ages, kind="stable")
-    latest, earlier = order[:_share(len(ages), scoring.test_share)], order[_share(len(ages), scoring.test_share):]
+    split_at = _share(len(ages), scoring.test_share)
+    latest, earlier = order[:split_at], order[split_at:]
     if len(earlier) == 0:
         return 0.0, float("nan")
     earlier_ages = ages[earlier] - ages[earlier].min()
