@@ -28,7 +28,7 @@ from scipy.stats import spearmanr
 
 from ml.scoring import score_accounts
 from ml.synthetic import generate_export
-from orchestration.assets.scoring import SCORING_FRAMES, a_tier_capacity, read_scoring_inputs
+from orchestration.assets.scoring import a_tier_capacity, read_scoring_inputs
 from orchestration.definitions import FULL_PIPELINE_JOB, build_definitions
 from orchestration.resources import PipelineSettings
 
@@ -56,12 +56,10 @@ def main() -> int:
     policy = settings.load_policy()
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         marts = read_scoring_inputs(con)
-    features, outcomes, technologies, attributes, signals, training_features, training_signals, reps = (
-        marts[name] for name in SCORING_FRAMES)
     started = time.perf_counter()
-    result = score_accounts(features, outcomes, technologies, attributes, signals, policy, "benchmark",
-                            datetime(2025, 1, 1), None, a_tier_capacity(reps, policy), training_features,
-                            training_signals)
+    result = score_accounts(marts.features, marts.outcomes, marts.technologies, marts.attributes, marts.signals,
+                            policy, "benchmark", datetime(2025, 1, 1), None, a_tier_capacity(marts.reps, policy),
+                            marts.training_features, marts.training_signals)
     seconds = time.perf_counter() - started
     truth = pd.read_parquet(export / "_truth" / "account_truth.parquet")
     scored = result.account_scores.merge(truth, on="account_id")

@@ -3,6 +3,7 @@
 import base64
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 from dagster import AssetExecutionContext, AssetSpec, Config, MaterializeResult, MetadataValue, multi_asset
@@ -30,28 +31,35 @@ SCORING_TABLES = {
 }
 
 
-# What read_scoring_inputs returns, in the order score_accounts takes them (reps last: for the A-tier capacity).
-SCORING_FRAMES = ("features", "outcomes", "technologies", "attributes", "signals", "training_features",
-                  "training_signals", "reps")
+class ScoringInputs(NamedTuple):
+    """The marts scoring reads; reps (rep_id, role) set the A-tier capacity."""
+
+    features: pd.DataFrame
+    outcomes: pd.DataFrame
+    technologies: pd.DataFrame
+    attributes: pd.DataFrame
+    signals: pd.DataFrame
+    training_features: pd.DataFrame
+    training_signals: pd.DataFrame
+    reps: pd.DataFrame
 
 
-def read_scoring_inputs(con) -> dict[str, pd.DataFrame]:
-    """The marts scoring reads (see SCORING_FRAMES), persona engagement as persona-layer signals."""
-    return {
-        "features": read_frame(con, "select * from account_features order by account_id"),
-        "outcomes": read_frame(con, "select * from opportunity_outcomes"),
-        "technologies": read_frame(con, "select * from account_technologies"),
-        "attributes": read_frame(con, "select v.* from account_attribute_values v "
-                                      "join account_attribute_profile p using (attribute) where p.used_as_feature"),
-        "signals": read_frame(con, "select account_id, layer, signal, value, value_text from account_signal_features "
-                                   "union all " + PERSONA_SIGNALS.format(key="account_id",
-                                                                         table="account_persona_engagement")),
-        "training_features": read_frame(con, "select * from training_features"),
-        "training_signals": read_frame(
+def read_scoring_inputs(con) -> ScoringInputs:
+    """The marts scoring reads, persona engagement as persona-layer signals."""
+    return ScoringInputs(
+        features=read_frame(con, "select * from account_features order by account_id"),
+        outcomes=read_frame(con, "select * from opportunity_outcomes"),
+        technologies=read_frame(con, "select * from account_technologies"),
+        attributes=read_frame(con, "select v.* from account_attribute_values v "
+                                   "join account_attribute_profile p using (attribute) where p.used_as_feature"),
+        signals=read_frame(con, "select account_id, layer, signal, value, value_text from account_signal_features "
+                                "union all " + PERSONA_SIGNALS.format(key="account_id", table="account_persona_engagement")),
+        training_features=read_frame(con, "select * from training_features"),
+        training_signals=read_frame(
             con, "select opportunity_id, layer, signal, value, value_text from training_signal_features union all "
             + PERSONA_SIGNALS.format(key="opportunity_id", table="training_persona_engagement")),
-        "reps": read_frame(con, "select rep_id, role from rep_capacity"),
-    }
+        reps=read_frame(con, "select rep_id, role from rep_capacity"),
+    )
 
 
 class ScoringConfig(Config):
@@ -71,21 +79,19 @@ def account_scoring(context: AssetExecutionContext, config: ScoringConfig, setti
     policy = settings.load_policy()
     with settings.reader() as con:
         marts = read_scoring_inputs(con)
-    features, outcomes, technologies, attributes, signals, training_features, training_signals, reps = (
-        marts[name] for name in SCORING_FRAMES)
     scored_at = datetime.now(UTC).replace(microsecond=0)
     registry = ModelRegistry(settings.champion_path.parent)
     champion = registry.champion()
-    a_capacity = a_tier_capacity(reps, policy)
-    inputs = (features, outcomes, technologies, attributes)
+    a_capacity = a_tier_capacity(marts.reps, policy)
+    inputs = (marts.features, marts.outcomes, marts.technologies, marts.attributes)
     if champion is not None and not config.train_challenger:
-        result = score_with_model(*inputs, signals, policy, champion, scored_at.replace(tzinfo=None),
+        result = score_with_model(*inputs, marts.signals, policy, champion, scored_at.replace(tzinfo=None),
                                   "challengers train on the quarterly schedule", a_capacity)
     else:
-        result = score_accounts(*inputs, signals, policy, f"v{scored_at:%Y%m%d%H%M%S}",
+        result = score_accounts(*inputs, marts.signals, policy, f"v{scored_at:%Y%m%d%H%M%S}",
                                 scored_at.replace(tzinfo=None), champion, a_capacity,
-                                training_features, training_signals)
-        result = _register(registry, result, champion, inputs, signals, policy, scored_at, a_capacity)
+                                marts.training_features, marts.training_signals)
+        result = _register(registry, result, champion, inputs, marts.signals, policy, scored_at, a_capacity)
     with settings.writer() as con:
         replace_table(con, "account_scores", result.account_scores)
         replace_table(con, "score_model_metrics", result.metrics)
