@@ -53,6 +53,9 @@ NUMBER, FLAG, CATEGORY = range(3)
 MIN_CLOSED_TO_FIT = 30
 # A time split needs dates on most rows, otherwise the undated rows would decide it.
 MIN_DATED_SHARE = 0.8
+# Close dates on this much larger a share of one outcome class than of the other: outcomes are ordered by
+# creation date instead (see _outcome_dates).
+ONE_SIDED_CLOSE_DATES = 0.5
 # An attribute is a number when nearly all its values parse; the few that do not are typos, so missing.
 MIN_NUMERIC_SHARE = 0.95
 # A non-negative number this skewed on training rows (counts, revenue) enters the model as log(1 + x).
@@ -685,15 +688,40 @@ def _closed_outcomes(outcomes: pd.DataFrame, index: pd.Index) -> tuple[pd.DataFr
     is_closed = outcome.isin(["won", "lost"]).to_numpy(dtype=bool, na_value=False)
     pos = index.get_indexer(outcomes["account_id"])
     keep = is_closed & (pos >= 0)
-    date = _utc(outcomes["closed_at"]).fillna(_utc(outcomes["created_at"]))
+    won = (outcome[keep] == "won").to_numpy(dtype=int)
+    date, dating = _outcome_dates(
+        _utc(outcomes["closed_at"])[keep].reset_index(drop=True),
+        _utc(outcomes["created_at"])[keep].reset_index(drop=True),
+        won,
+    )
     closed = pd.DataFrame({
         "pos": pos[keep],
-        "y": (outcome[keep] == "won").to_numpy(dtype=int),
-        "date": date[keep].reset_index(drop=True),
+        "y": won,
+        "date": date,
         "account": pos[keep],
         "opportunity_id": outcomes["opportunity_id"][keep].astype(str).to_numpy(),
     })
+    closed.attrs["dating"] = dating
     return closed, int((is_closed & (pos < 0)).sum())
+
+
+def _outcome_dates(closed_at: pd.Series, created_at: pd.Series, won: np.ndarray) -> tuple[pd.Series, str | None]:
+    """When each closed outcome happened: its close date, else its creation date; and a note when that rule
+    was set aside.
+
+    Some exports date only one class (won deals carry a close date, lost leads none): the close-else-created
+    dates then put every late outcome in that class, and a time split would test on a window of wins alone.
+    When the two classes' shares with a close date differ by ONE_SIDED_CLOSE_DATES or more, every outcome is
+    dated by its creation date instead (the cohort it came in with), if most have one.
+    """
+    has_close = closed_at.notna().to_numpy()
+    shares = [float(has_close[won == cls].mean()) if (won == cls).any() else 0.0 for cls in (1, 0)]
+    if abs(shares[0] - shares[1]) >= ONE_SIDED_CLOSE_DATES and created_at.notna().mean() >= MIN_DATED_SHARE:
+        return created_at, (
+            f"close dates on {shares[0]:.0%} of won and {shares[1]:.0%} of lost outcomes, so outcomes are ordered "
+            "by creation date (close dates would put only one class in the latest window)"
+        )
+    return closed_at.fillna(created_at), None
 
 
 def _facts(closed: pd.DataFrame, unmatched: int) -> dict:
@@ -731,7 +759,9 @@ def _split(closed: pd.DataFrame, scoring: ScoringPolicy) -> _Split:
     if dated_share >= MIN_DATED_SHARE:
         labels = _time_split(closed, scoring)
         if _has_both_classes(labels, y):
-            return _Split("time", "latest closed opportunities held out for test", labels)
+            note = "latest closed opportunities held out for test"
+            dating = closed.attrs.get("dating")
+            return _Split("time", f"{note}; {dating}" if dating else note, labels)
         note = "the time split left train with one outcome class; split at random"
     else:
         note = f"only {dated_share:.0%} of closed opportunities have a date; split at random"

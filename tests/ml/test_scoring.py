@@ -338,6 +338,24 @@ def test_time_split_puts_the_latest_closed_rows_in_test():
     assert metric(result, "combined", "test", "base_rate_ratio_to_train") == pytest.approx(won[-400:].mean() / won[:-400].mean())
 
 
+def test_outcomes_with_close_dates_on_wins_only_are_ordered_by_creation_date():
+    inputs, _ = synthetic(n=1000, rows_per_account=2, seed=5)
+    outcomes = inputs["outcomes"].copy()
+    # Wins close up to 200 days after they came in, losses carry no close date (a funnel export): by close-else-
+    # created dates the latest window would be wins alone.
+    won = outcomes["outcome"] == "won"
+    outcomes["closed_at"] = (outcomes["created_at"] + pd.Timedelta(days=200)).where(won)
+    result = run({**inputs, "outcomes": outcomes})
+    latest = outcomes.sort_values(["created_at", "opportunity_id"]).tail(400)
+    assert result.summary["split_method"] == "time"
+    assert "ordered by creation date" in result.summary["split_note"]
+    assert metric(result, "combined", "test", "base_rate") == pytest.approx((latest["outcome"] == "won").mean())
+    assert 0.2 < metric(result, "combined", "test", "base_rate") < 0.8
+    # Both classes dated alike (losses closing too) keep the close-else-created order.
+    both = outcomes.assign(closed_at=outcomes["created_at"] + pd.Timedelta(days=200))
+    assert "creation date" not in run({**inputs, "outcomes": both}).summary["split_note"]
+
+
 def test_mostly_undated_outcomes_use_a_stratified_random_split():
     inputs, _ = synthetic(n=1000, rows_per_account=2, seed=6)
     outcomes = inputs["outcomes"].assign(closed_at=pd.NaT)

@@ -220,13 +220,12 @@ def test_olist_funnel_end_to_end(tmp_path: Path) -> None:
     train, test = (scalar(warehouse, "select value from score_model_metrics where layer = 'combined' "
                                      f"and split = '{split}' and metric = 'base_rate'") for split in ("train", "test"))
     ratio = scalar(warehouse, "select value from score_model_metrics where metric = 'base_rate_ratio_to_train'")
-    assert ratio == pytest.approx(test / train) and ratio > 1.5
+    # Only the won MQLs have a close date, so outcomes are ordered by creation date: by close-else-created dates
+    # the latest window held wins from months after the last lost lead, 2.6 times the training base rate.
+    assert ratio == pytest.approx(test / train) and 0.7 < ratio < 1.3
     held_out = dict(query(warehouse, "select metric, value from score_model_metrics where layer = 'combined' "
                                      "and split = 'test' and metric in ('auc', 'brier', 'ece')"))
-    assert set(held_out) == {"auc", "brier", "ece"} and held_out["auc"] > 0.6
-    # Conversion climbs through the export, so the calibration follows the latest training outcomes upward.
-    shift = scalar(warehouse, "select value from score_model_metrics where metric = 'recent_logit_shift'")
-    assert shift > 0
+    assert set(held_out) == {"auc", "brier", "ece"} and held_out["auc"] > 0.65 and held_out["ece"] < 0.06
     rates = [rate for _, rate in query(warehouse, "select tier, conversion_rate from tier_lift order by tier")]
     assert rates[0] > rates[1] > rates[2]
     # Every MQL of the export is already won or lost: owners are recorded, no speed-to-lead SLA is set.
