@@ -257,6 +257,8 @@ class _Split:
     method: str
     note: str
     labels: np.ndarray | None
+    # What orders a time split: close dates (else creation), or creation dates alone (see _outcome_dates).
+    ordered_by: str = "close date"
 
 
 @dataclass(frozen=True)
@@ -761,7 +763,9 @@ def _split(closed: pd.DataFrame, scoring: ScoringPolicy) -> _Split:
         if _has_both_classes(labels, y):
             note = "latest closed opportunities held out for test"
             dating = closed.attrs.get("dating")
-            return _Split("time", f"{note}; {dating}" if dating else note, labels)
+            if dating:
+                return _Split("time", f"{note}; {dating}", labels, "creation date")
+            return _Split("time", note, labels)
         note = "the time split left train with one outcome class; split at random"
     else:
         note = f"only {dated_share:.0%} of closed opportunities have a date; split at random"
@@ -1735,6 +1739,8 @@ def _metric_frame(
         for metric, value in binary_metrics(y[labels == code], probability[pos[labels == code]], bins).items()
     ]
     records.append((run.model_version, "combined", "train", "low_confidence", float(bool(run.reasons))))
+    # The counts the policy minimums are judged on, so a reader sees which one a low-confidence run fell short of.
+    records += [(run.model_version, "combined", "train", key, float(value)) for key, value in run.facts.items()]
     # ECE depends on its bins and rows, so the bin count and the noise floor travel with it.
     scoring = run.policy.scoring
     evaluated = labels == evaluation
@@ -1855,7 +1861,7 @@ def _evaluation_label(split: _Split, evaluation: str, counts: np.ndarray) -> str
     n = int(counts[SPLITS.index(evaluation)])
     if evaluation == SPLITS[IN_SAMPLE]:
         return f"in-sample, {split.method} (all {n} closed outcomes; nothing held out)"
-    how = "latest by close date" if split.method == "time" else "stratified at random"
+    how = f"latest by {split.ordered_by}" if split.method == "time" else "stratified at random"
     return f"held-out test ({n} closed outcomes, {how})"
 
 

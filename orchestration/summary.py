@@ -55,19 +55,23 @@ def _ece_note(values: dict[str, float]) -> str:
             + ")")
 
 
-def model_lines(con, shift_note: float) -> list[str]:
+def model_lines(con, shift_note: float, minimums: dict[str, int] | None = None) -> list[str]:
     """The model's metrics and tier lift, saying on which rows: held-out test, back-test, out-of-fold or in-sample.
 
     A held-out base rate off train's by `shift_note` (relative) or more gets a line of its own, and so does a
-    calibration shifted toward recent outcomes.
+    calibration shifted toward recent outcomes. A low-confidence run names the counts below `minimums` (metric name
+    to the policy's minimum).
     """
     combined = _rows(con, "select split, metric, value from score_model_metrics where layer = 'combined'")
     by_split: dict[str, dict[str, float]] = {}
     for split, metric, value in combined:
         by_split.setdefault(split, {})[metric] = value
     low_conf = max((v.get("low_confidence", 0.0) for v in by_split.values()), default=0.0)
-    warning = ("  [LOW CONFIDENCE: outcomes or distinct accounts below the policy minimums; see score_model_metrics]"
-               if low_conf else "")
+    counts = by_split.get("train", {})
+    below = [f"{int(counts[name]):,} {name.replace('_', ' ')}, policy minimum {minimum:,}"
+             for name, minimum in (minimums or {}).items() if name in counts and counts[name] < minimum]
+    short = "; ".join(below) or "outcomes or distinct accounts below the policy minimums"
+    warning = f"  [LOW CONFIDENCE: {short}; see score_model_metrics]" if low_conf else ""
     if "in_sample" in by_split:
         values = by_split["in_sample"]
         scorer = "policy prior weights" if values.get("prior_weights") else "the champion model"
@@ -102,6 +106,14 @@ def model_lines(con, shift_note: float) -> list[str]:
     return lines
 
 
+def plan_warning_lines(con) -> list[str]:
+    """The live plan's warnings (why balance or shape may be out of reach) as one indented line, if any."""
+    if not table_exists(con, "territory_scenarios"):
+        return []
+    found = _rows(con, "select warnings from territory_scenarios where scenario = 'live_policy'")
+    return [f"  plan notes: {found[0][0]}"] if found and found[0][0] else []
+
+
 def print_run_summary(settings: PipelineSettings, result: ExecuteInProcessResult, seconds: float) -> None:
     lines = [f"run {result.run_id} succeeded in {seconds:.0f} s", "", "inputs (rows in = accepted + rejected):"]
     with settings.reader() as con:
@@ -122,7 +134,10 @@ def print_run_summary(settings: PipelineSettings, result: ExecuteInProcessResult
         total = sum(tiers.values())
         lines.append("")
         lines.append("tiers: " + ", ".join(f"{t} {tiers.get(t, 0):,}" for t in "ABC") + f" (of {total:,} accounts)")
-        lines += model_lines(con, settings.load_policy().scoring.base_rate_shift_note)
+        scoring = settings.load_policy().scoring
+        lines += model_lines(con, scoring.base_rate_shift_note, {
+            "closed_outcomes": scoring.min_closed_outcomes, "won_outcomes": scoring.min_won_outcomes,
+            "accounts_with_outcomes": scoring.min_distinct_accounts})
 
         basis, count = _rows(con, "select any_value(basis), count(*) from territories")[0]
         balance = territory_balance(con)
@@ -130,6 +145,7 @@ def print_run_summary(settings: PipelineSettings, result: ExecuteInProcessResult
         lines.append(f"territories: {count} ({basis}); max deviation from mean: potential {balance['potential']:.1%}, "
                      f"workload {balance['workload']:.1%}, accounts {balance['account_count']:.1%} "
                      f"(tolerance {settings.load_policy().territories.tolerance:.0%})")
+        lines += plan_warning_lines(con)
         drift = dict(_rows(con, "select status, count(*) from monitor_score_drift group by status"))
         coverage = dict(_rows(con, "select status, count(*) from monitor_coverage group by status"))
         lines.append("monitors: drift " + ", ".join(f"{k} {v}" for k, v in sorted(drift.items()))

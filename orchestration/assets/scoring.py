@@ -136,13 +136,15 @@ def account_scoring(context: AssetExecutionContext, config: ScoringConfig, setti
 
 
 def a_tier_capacity(reps: pd.DataFrame, policy: Policy) -> float | None:
-    """A-tier accounts the owner reps can work: the monitors' per-rep A capacity times the owner reps."""
+    """A-tier accounts the owner reps can work: the monitors' per-rep A capacity times the owner reps, up to the
+    coverage watch level, so a fresh plan leaves every rep room before the coverage monitor starts to warn."""
     if reps.empty:
         return None
     roles = reps["role"].astype("string").str.upper()
     owners = roles.isin([r.upper() for r in policy.territories.owner_roles]).sum()
     # As in territory planning: when no rep has an owner role, every rep owns accounts.
-    return float((owners or len(reps)) * policy.monitors.default_a_tier_capacity)
+    monitors = policy.monitors
+    return float((owners or len(reps)) * monitors.default_a_tier_capacity * monitors.coverage_watch)
 
 
 def _register(

@@ -349,6 +349,8 @@ def test_outcomes_with_close_dates_on_wins_only_are_ordered_by_creation_date():
     latest = outcomes.sort_values(["created_at", "opportunity_id"]).tail(400)
     assert result.summary["split_method"] == "time"
     assert "ordered by creation date" in result.summary["split_note"]
+    assert result.summary["evaluation"] == "held-out test (400 closed outcomes, latest by creation date)"
+    assert metric(result, "combined", "train", "closed_outcomes") == 2000
     assert metric(result, "combined", "test", "base_rate") == pytest.approx((latest["outcome"] == "won").mean())
     assert 0.2 < metric(result, "combined", "test", "base_rate") < 0.8
     # Both classes dated alike (losses closing too) keep the close-else-created order.

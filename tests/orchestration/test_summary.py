@@ -5,7 +5,7 @@ from __future__ import annotations
 import duckdb
 import pandas as pd
 
-from orchestration.summary import model_lines
+from orchestration.summary import model_lines, plan_warning_lines
 
 
 def warehouse(metrics: list[tuple[str, str, float]], lift: list[tuple[str, int, float]]) -> duckdb.DuckDBPyConnection:
@@ -45,11 +45,13 @@ def test_in_sample_metrics_of_the_prior_weights_are_not_called_held_out():
     con = warehouse([
         ("train", "low_confidence", 1.0), ("train", "n", 0.0), ("test", "n", 0.0), ("in_sample", "n", 6711.0),
         ("in_sample", "auc", 0.55), ("in_sample", "ece", 0.02), ("in_sample", "ece_bins", 10.0),
-        ("in_sample", "prior_weights", 1.0),
+        ("in_sample", "prior_weights", 1.0), ("train", "closed_outcomes", 6711.0),
+        ("train", "accounts_with_outcomes", 85.0),
     ], [("A", 900, 0.7), ("B", 2000, 0.63), ("C", 3811, 0.6)])
-    lines = model_lines(con, 0.25)
-    assert lines[0].startswith("model (in-sample, policy prior weights; no model trained this run, nothing held out, "
-                               "n=6,711): auc 0.550, ece 0.020 (ECE over 10 equal-mass bins)  [LOW CONFIDENCE")
+    lines = model_lines(con, 0.25, {"closed_outcomes": 200, "accounts_with_outcomes": 200})
+    assert lines[0] == ("model (in-sample, policy prior weights; no model trained this run, nothing held out, "
+                        "n=6,711): auc 0.550, ece 0.020 (ECE over 10 equal-mass bins)  [LOW CONFIDENCE: 85 accounts "
+                        "with outcomes, policy minimum 200; see score_model_metrics]")
     assert not any("held-out" in line for line in lines)
     assert lines[-1].startswith("tier lift (in-sample conversion): A 70.0% (n=900)")
 
@@ -63,3 +65,14 @@ def test_undated_outcomes_are_judged_out_of_fold_and_an_unshifted_calibration_sa
     lines = model_lines(con, 0.25)
     assert lines[1] == "model (out-of-fold over all 9,000 closed outcomes): auc 0.905, ece 0.006 (ECE over 10 equal-mass bins)"
     assert not any("recalibrated" in line or "back-test" in line for line in lines)
+
+
+def test_the_live_plans_warnings_are_printed_and_other_scenarios_are_not():
+    con = duckdb.connect()
+    con.execute("create table territory_scenarios (scenario varchar, warnings varchar)")
+    con.execute("insert into territory_scenarios values ('live_policy', '85 accounts over 35 owner reps is 2.4 per "
+                "rep; balance may be out of reach'), ('two_more_reps', 'other')")
+    expected = "  plan notes: 85 accounts over 35 owner reps is 2.4 per rep; balance may be out of reach"
+    assert plan_warning_lines(con) == [expected]
+    con.execute("update territory_scenarios set warnings = null")
+    assert plan_warning_lines(con) == []
