@@ -16,6 +16,11 @@ The plan is built in five steps:
 5. Integer repair: cells the LP split are opened into their units and shared out by a smaller LP; the
    few units still split are rounded, by a HiGHS MIP when plain rounding would leave the band.
 
+A unit too big for one territory's share even alone (above the band on potential or account count) gets
+a rep's territory to itself first, and the other reps share the rest; the plan reports how close any plan
+could come (`balance_lower_bound`). Small books (few unit-territory pairs) end with Lloyd rounds of a
+HiGHS MIP in the policy's own band.
+
 In a geo plan the accounts without coordinates are cut into balanced runs of the industry order like a
 vertical plan, matched to reps on their own, and then stay put while the LP reshapes the geo part around
 them.
@@ -28,7 +33,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from ortools.sat.python import cp_model
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, linear_sum_assignment, linprog, milp
 from scipy.sparse.csgraph import connected_components
@@ -111,28 +115,23 @@ CRITERION_SLACK_WEIGHT = np.array([1.0, 0.25, 0.25, 1.0])
 PRIMARY_CRITERIA = (POTENTIAL, COUNT)
 
 # Books with at most this many unit-territory pairs are planned exactly: Lloyd rounds of an integer
-# assignment over every pair (CP-SAT, hinted with the plan so far) in the policy's own band, since no
-# rounding follows that would need the narrower LP band's headroom.
+# assignment (a HiGHS MIP started from the plan so far) in the policy's own band, since no rounding
+# follows that would need the narrower LP band's headroom.
 EXACT_MAX_PAIRS = 12_000
 # Deviations are compared with the tolerance in floating point: a hair inside the band keeps a territory
 # exactly at its edge (105 accounts for a target of 100) from reading as outside.
 EXACT_BAND_MARGIN = 1e-6
 EXACT_ROUNDS = 20
-# Each round stops on CP-SAT's deterministic clock (work done, not seconds passed), with one worker, so
-# the same book gives the same plan on any machine. The wall-clock limits are only a guard against a
-# runaway solve: a round of 5 deterministic seconds took up to 22 s on two busy cores, and guards of
-# 10 s (30 s in all) cut rounds short there, so the Fortune 500 plan changed from run to run.
-EXACT_TIME_LIMIT_S = 300.0
+# Territories a unit may take in an exact round: its few cheapest and its current one. At 400 accounts
+# and 8 reps, four of eight kept every seed within 1% of the exact MILP at 3-37 s a plan; all eight
+# took minutes a round on some seeds.
+EXACT_CANDIDATES = 4
+# A round stops at this gap, so it is deterministic; the time limit is only a guard against a runaway
+# solve on a busy machine (rounds took 3-10 s at 400 accounts and 8 reps). A gap and a least gain of
+# 0.5% left some seeds 1.2% above the exact MILP.
+EXACT_RELATIVE_GAP = 0.001
 EXACT_ROUND_TIME_LIMIT_S = 60.0
-EXACT_ROUND_DETERMINISTIC_LIMIT = 5.0
-EXACT_WORKERS = 1
-EXACT_MIN_GAIN = 0.005
-# CP-SAT works in integers: continuous criteria in EXACT_LOAD_SCALE units per mean target (whole-number
-# criteria in accounts), costs in 1/EXACT_COST_SCALE of a typical distance.
-EXACT_LOAD_SCALE = 1e7
-EXACT_COST_SCALE = 1e3
-# Budget rows in 1/EXACT_BUDGET_SCALE of an account.
-EXACT_BUDGET_SCALE = 1e3
+EXACT_MIN_GAIN = 0.001
 
 LP_TIME_LIMIT_S = 60.0
 MIP_TIME_LIMIT_S = 10.0
@@ -160,6 +159,11 @@ class TerritoryPlan:
     basis: str
     solver: dict[str, object]
     warnings: list[str] = field(default_factory=list)
+    # Least largest deviation per criterion that any plan could reach: its largest unit (a parent with
+    # its children) cannot be split, and whole-number criteria move in whole accounts.
+    balance_lower_bound: dict[str, float] = field(default_factory=dict)
+    # Territory ids whose rep holds one unit too big for a territory's share, with nothing else.
+    dedicated_territories: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -292,16 +296,27 @@ def plan_territories(
     units = _units(acc, basis)
     log = _SolverLog()
     tolerance = np.array([policy.tolerance_of(c) for c in CRITERIA])
-    territory, neighbours = _start(units, owners, float(tolerance.min()), log)
-    locked = units.lock >= 0
-    territory[locked] = units.lock[locked]
-    # In a geo plan the units without coordinates keep their (balanced) runs of the industry order:
-    # letting them move too ties far-apart territories together and made the LP 4-10x slower.
-    movable = (units.geo if units.geo.any() else np.ones(units.size, dtype=bool)) & ~locked
-    if len(owners) > 1 and movable.any():
-        budget = np.array([policy.max_moved_account_share, policy.max_moved_potential_share])
-        problem = _problem(units, territory, neighbours, capacity, tolerance, ramp, budget, ~movable)
-        territory[movable] = _refine(_subset(units, movable), territory[movable], problem, log)
+    bound = _deviation_lower_bound(units.criteria, ramp)
+    dedicated_unit, dedicated_rep = _dedicated(units, owners, ramp, tolerance)
+    territory = np.full(units.size, -1)
+    territory[dedicated_unit] = dedicated_rep
+    # Units locked to a dedicated rep stay with that rep: a lock wins over balance.
+    pinned = np.isin(units.lock, dedicated_rep) & (territory < 0)
+    territory[pinned] = units.lock[pinned]
+    rest = territory < 0
+    shared = np.setdiff1d(np.arange(len(owners)), dedicated_rep)
+    territory[rest] = shared[
+        _assign_units(
+            _reindexed(units, rest, shared, len(owners)),
+            owners.iloc[shared].reset_index(drop=True),
+            capacity[shared],
+            ramp[shared],
+            tolerance,
+            policy,
+            log,
+        )
+    ]
+    warnings.extend(_bound_warnings(bound, tolerance, units, dedicated_unit, dedicated_rep, acc, owners))
     return _build_plan(
         acc,
         owners,
@@ -313,7 +328,156 @@ def plan_territories(
         policy,
         warnings,
         kmeans_baseline,
+        bound,
+        dedicated_rep,
     )
+
+
+def _assign_units(
+    units: _Units,
+    owners: pd.DataFrame,
+    capacity: np.ndarray,
+    ramp: np.ndarray,
+    tolerance: np.ndarray,
+    policy: TerritoryPolicy,
+    log: _SolverLog,
+) -> np.ndarray:
+    """Territory (owner rep index) per unit: the balanced start, then the refinement."""
+    if units.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    territory, neighbours = _start(units, owners, float(tolerance.min()), log)
+    locked = units.lock >= 0
+    territory[locked] = units.lock[locked]
+    # In a geo plan the units without coordinates keep their (balanced) runs of the industry order:
+    # letting them move too ties far-apart territories together and made the LP 4-10x slower.
+    movable = (units.geo if units.geo.any() else np.ones(units.size, dtype=bool)) & ~locked
+    if len(owners) > 1 and movable.any():
+        budget = np.array([policy.max_moved_account_share, policy.max_moved_potential_share])
+        problem = _problem(units, territory, neighbours, capacity, tolerance, ramp, budget, ~movable)
+        territory[movable] = _refine(_subset(units, movable), territory[movable], problem, log)
+    return territory
+
+
+def _deviation_lower_bound(criteria: np.ndarray, ramp: np.ndarray) -> dict[str, float]:
+    """Per criterion, a deviation from target no plan can avoid.
+
+    A territory holding the largest unit is at least that unit; with equal shares, the m units above
+    the target need m territories of their own, so the other territories share what is left and one of
+    them is at most its mean; and a whole-number criterion whose target is not whole is off by the
+    rounding somewhere.
+    """
+    k = len(ramp)
+    share = ramp / ramp.sum()
+    totals = criteria.sum(axis=0)
+    bound = {}
+    for j, name in enumerate(CRITERIA):
+        if totals[j] <= 0 or k < 2:
+            bound[name] = 0.0
+            continue
+        target = totals[j] * share
+        values = np.sort(criteria[:, j])[::-1]
+        best = max(0.0, values[0] / target.max() - 1)
+        if np.allclose(share, share[0]):
+            t = target[0]
+            above = int(min((values > t).sum(), k - 1))
+            for m in range(1, above + 1):
+                best = max(best, 1 - (totals[j] - values[:m].sum()) / ((k - m) * t))
+            if j in WHOLE_CRITERIA:
+                best = max(best, max(np.ceil(t - 1e-9) - t, t - np.floor(t + 1e-9)) / t)
+        bound[name] = float(best)
+    return bound
+
+
+def _dedicated(
+    units: _Units, owners: pd.DataFrame, ramp: np.ndarray, tolerance: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Units too big for a territory's share (above the band on a primary criterion even alone), each
+    with the rep whose territory it gets to itself: its lock, else its owner, else the rep living
+    nearest, else the first rep left. Largest first, while at least two reps are left to share the
+    rest, whose shares are worked out again after each one. Not in books so small that one account is
+    more than the count band: there every territory is lumpy, and a territory of one account is no
+    better a compromise than the LP's."""
+    k = len(owners)
+    if units.criteria[:, COUNT].sum() / k * tolerance[COUNT] < 1:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    free = np.ones(k, dtype=bool)
+    left = np.ones(units.size, dtype=bool)
+    home = _rep_homes(owners)
+    chosen_units, chosen_reps = [], []
+    primary = list(PRIMARY_CRITERIA)
+    while free.sum() > 2 and left.any():
+        share = ramp[free] / ramp[free].sum()
+        target = units.criteria[left][:, primary].sum(axis=0) * share.max()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.nan_to_num(units.criteria[:, primary] / target / (1 + tolerance[primary]))
+        ratio[~left] = 0
+        unit = int(np.argmax(ratio.max(axis=1)))
+        if ratio[unit].max() <= 1:
+            break
+        candidates = [units.lock[unit], units.owner[unit]]
+        rep = next((int(r) for r in candidates if r >= 0 and free[r]), -1)
+        if rep < 0 and units.geo[unit] and np.isfinite(home[free, 0]).any():
+            distance = np.linalg.norm(home - units.xyz[unit], axis=1)
+            rep = int(np.nanargmin(np.where(free, distance, np.nan)))
+        if rep < 0:
+            rep = int(np.flatnonzero(free)[0])
+        chosen_units.append(unit)
+        chosen_reps.append(rep)
+        free[rep] = False
+        left[unit] = False
+    return np.array(chosen_units, dtype=np.int64), np.array(chosen_reps, dtype=np.int64)
+
+
+def _rep_homes(owners: pd.DataFrame) -> np.ndarray:
+    """Home of each owner rep as a unit vector (NaN rows without one)."""
+    lat, lon = (
+        pd.to_numeric(_column(owners, c), errors="coerce").to_numpy(dtype=float)
+        for c in ("latitude", "longitude")
+    )
+    return _to_xyz(lat, lon, np.isfinite(lat) & np.isfinite(lon))
+
+
+def _reindexed(units: _Units, mask: np.ndarray, reps: np.ndarray, k: int) -> _Units:
+    """The units selected by mask, their owners and locks renumbered among the given reps (-1 for
+    reps outside them)."""
+    # One spare slot at the end, so that -1 (no owner, no lock) maps to -1.
+    position = np.full(k + 1, -1)
+    position[reps] = np.arange(len(reps))
+    subset = _subset(units, mask)
+    subset.owner = position[subset.owner]
+    subset.lock = position[subset.lock]
+    return subset
+
+
+def _bound_warnings(
+    bound: dict[str, float],
+    tolerance: np.ndarray,
+    units: _Units,
+    dedicated_unit: np.ndarray,
+    dedicated_rep: np.ndarray,
+    acc: _Accounts,
+    owners: pd.DataFrame,
+) -> list[str]:
+    """Criteria no plan can keep within the tolerance, and the reps given a unit of their own."""
+    out = []
+    beyond = {name: b for j, (name, b) in enumerate(bound.items()) if b > tolerance[j]}
+    if beyond:
+        figures = ", ".join(f"{name} {b:.1%}" for name, b in beyond.items())
+        out.append(
+            f"no plan can keep every territory within the tolerance: the least possible largest deviation is "
+            f"{figures} (the largest account or family cannot be split)"
+        )
+    # A unit is named by its member with the most potential.
+    order = np.lexsort((-acc.criteria[:, POTENTIAL], units.of_account))
+    first = order[_first_of_runs(units.of_account[order])]
+    root = np.full(units.size, -1)
+    root[units.of_account[first]] = first
+    for unit, rep in zip(dedicated_unit, dedicated_rep, strict=True):
+        out.append(
+            f"account {acc.ids[root[unit]]!r} is too big for one territory's share, so rep "
+            f"{owners['rep_id'].iloc[rep]} has it to themselves and the other reps share the rest"
+        )
+    return out
 
 
 def account_geometry(
@@ -1104,6 +1268,9 @@ def _solve(
     problem: _Problem,
     integral: bool = False,
     moves: np.ndarray | None = None,
+    exact: bool = False,
+    hard: bool = False,
+    start: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """Share of each candidate (row item, column territory) pair in the cheapest assignment that keeps
     every territory (items plus the `fixed` totals) in its band and under capacity; None on failure.
@@ -1113,6 +1280,10 @@ def _solve(
     The MIP (integral) gets the wider repair band and pairs that are 0 or 1. With `moves` (accounts and
     potential each pair takes from its current owner) the disruption budget is a row too, elastic at a
     lower price than balance: balance comes first, then the budget, then shape.
+
+    The exact MIP gets the policy's own band and a tighter gap; with `hard` no criterion may leave it
+    (as in the exact MILP baseline), which also cuts the search far more than high prices do. With `start` (a territory per item among the pairs) the start is returned
+    instead of the MIP's answer when that answer is no cheaper.
     """
     k, n_crit, n_pairs = problem.k, len(CRITERIA), len(rows)
     item, pair_item = np.unique(rows, return_inverse=True)
@@ -1154,13 +1325,18 @@ def _solve(
         ),
         shape=(n_rows, n_pairs + n_rows),
     )
-    band = problem.repair_band if integral else problem.band
+    band = problem.exact_band if exact else problem.repair_band if integral else problem.band
     b_ub = np.r_[
         (problem.target * (1 + band) - fixed).ravel(),
         (fixed - problem.target * (1 - band)).ravel(),
         problem.capacity[bounded] - fixed[bounded, COUNT],
         problem.budget[:n_budget],
     ]
+    # Each row in units of its slack (means of its criterion): potential in currency units next to
+    # accounts in ones left the MIP badly scaled, and HiGHS slow to close its gap.
+    row_scale = 1 / np.where(slack_scale > 0, slack_scale, 1.0)
+    a_ub = sparse.diags(row_scale) @ a_ub
+    b_ub = b_ub * row_scale
     a_eq = sparse.csr_matrix(
         (np.ones(n_pairs), (pair_item, np.arange(n_pairs))), shape=(len(item), n_pairs + n_rows)
     )
@@ -1172,52 +1348,121 @@ def _solve(
         np.full(bounded.size, penalty * CAPACITY_PENALTY_FACTOR),
         np.full(n_budget, budget_penalty),
     ]
+    slack_upper = np.full(n_rows, np.inf)
+    if hard:
+        slack_upper[: 2 * n_band] = 0.0
     if integral:
-        x = _run_mip(log, step, c, a_ub, b_ub, a_eq, n_pairs)
+        gap = EXACT_RELATIVE_GAP if exact else MIP_RELATIVE_GAP
+        x = _run_mip(log, step, c, a_ub, b_ub, a_eq, n_pairs, slack_upper, gap, exact)
+        if x is not None and start is not None:
+            x_start = _start_point(rows, cols, start, a_ub, b_ub, slack_upper)
+            if x_start is not None and c @ x_start <= c @ x:
+                x = x_start
     else:
         x = _run_lp(log, step, c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=np.ones(len(item)), bounds=(0, None))
     return None if x is None else np.clip(x[:n_pairs], 0.0, 1.0)
 
 
 def _exact(units: _Units, territory: np.ndarray, problem: _Problem, log: _SolverLog) -> np.ndarray:
-    """Lloyd rounds of the exact assignment, from the plan so far: recentre, give every unit the
-    territory of least cost with every territory in the policy's band, until nothing moves. Each round
-    is hinted with the last answer, so the plan only gets better; the rounds share a time cap."""
+    """Lloyd rounds of an integer assignment from the plan so far: recentre, give every unit the
+    territory of least cost with every territory in the policy's band, until a round gains little.
+
+    A round first offers each unit its few cheapest territories (and its current one), then, when no
+    plan among those meets the bands, every territory. A round never returns a plan worse than its start.
+    """
     unit_items = _unit_items(units, problem)
-    rows = np.repeat(np.arange(units.size), problem.k)
-    cols = np.tile(np.arange(problem.k), units.size)
-    moves = _pair_moves(unit_items, rows, cols)
-    deadline = time.perf_counter() + EXACT_TIME_LIMIT_S
+    # The plan so far may be outside the bands (lumpy books): the first round's answer replaces it.
+    best, best_objective = territory, np.inf
     previous = np.inf
     for _ in range(EXACT_ROUNDS):
-        seconds = min(EXACT_ROUND_TIME_LIMIT_S, deadline - time.perf_counter())
-        if seconds <= 0:
-            break
         _recentre(problem, units, territory)
-        cost = _pair_costs(unit_items, rows, cols, problem)
-        # Hard bands guide CP-SAT to balanced plans far better than high prices do; elastic ones are
-        # the fallback when it finds no plan inside them (the hint alone is always a solution there).
-        solved = _solve_exact(log, rows, cols, cost, units.criteria, problem, moves, territory, seconds, True)
-        inside = solved is not None
+        solved = None
+        for candidates in (EXACT_CANDIDATES, problem.k):
+            rows, cols = _exact_pairs(unit_items, territory, problem, candidates)
+            cost = _pair_costs(unit_items, rows, cols, problem)
+            moves = _pair_moves(unit_items, rows, cols)
+            solved = _exact_round(log, rows, cols, cost, units, problem, moves, territory, hard=True)
+            if solved is not None or candidates >= problem.k:
+                break
         if solved is None:
-            seconds = min(EXACT_ROUND_TIME_LIMIT_S, deadline - time.perf_counter())
-            solved = _solve_exact(
-                log, rows, cols, cost, units.criteria, problem, moves, territory, max(seconds, 1.0), False
-            )
-        if solved is None or np.array_equal(solved[0], territory):
-            break
-        if not inside:
             # No plan meets the bands: one elastic round, kept only if no primary criterion's worst
             # territory gets worse (a cheaper price mix is no reason to overload a rep further).
-            if (_worst_primary(units, solved[0], problem) <= _worst_primary(units, territory, problem) + 1e-9).all():
-                territory = solved[0]
+            solved = _exact_round(log, rows, cols, cost, units, problem, moves, territory, hard=False)
+            if solved is not None and (
+                _worst_primary(units, solved, problem) <= _worst_primary(units, territory, problem) + 1e-9
+            ).all():
+                best = solved
             break
-        territory, objective = solved
+        if np.array_equal(solved, territory):
+            break
+        objective = _plan_cost(unit_items, solved, problem)
+        if objective < best_objective:
+            best, best_objective = solved, objective
+        territory = solved
         # Later rounds only polish: stop once a round gains less than EXACT_MIN_GAIN of the objective.
         if objective > previous * (1 - EXACT_MIN_GAIN):
             break
         previous = objective
-    return territory
+    _recentre(problem, units, best)
+    return best
+
+
+def _plan_cost(units: _Items, territory: np.ndarray, problem: _Problem) -> float:
+    """What a plan costs with the territory centres at its own units (the objective a Lloyd round
+    only approximates, as it prices pairs against the centres before it)."""
+    _recentre(problem, units, territory)
+    every = np.arange(units.size)
+    return float(_pair_costs(units, every, territory, problem).sum())
+
+
+def _exact_pairs(
+    units: _Items, territory: np.ndarray, problem: _Problem, candidates: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each unit's `candidates` cheapest territories, its current one, and any territory without a
+    centre yet: far territories only slow the MIP down, a balanced plan rarely uses them."""
+    every = np.arange(units.size)
+    rows = np.repeat(every, problem.k)
+    cols = np.tile(np.arange(problem.k), units.size)
+    if candidates >= problem.k:
+        return rows, cols
+    cost = _pair_costs(units, rows, cols, problem)
+    order = np.lexsort((cols, cost, rows))
+    rank = np.arange(len(order)) - np.searchsorted(rows[order], rows[order])
+    keep = np.zeros(len(rows), dtype=bool)
+    keep[order[rank < candidates]] = True
+    keep |= (cols == territory[rows]) | ~np.isfinite(problem.centres[cols, 0]) & units.geo[rows]
+    return rows[keep], cols[keep]
+
+
+def _exact_round(
+    log: _SolverLog,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    cost: np.ndarray,
+    units: _Units,
+    problem: _Problem,
+    moves: np.ndarray,
+    start: np.ndarray,
+    hard: bool,
+) -> np.ndarray | None:
+    """Territory per unit from one exact round (the start when the MIP found nothing cheaper), or None
+    when the MIP reports no solution."""
+    x = _solve(
+        log,
+        "exact assignment MIP",
+        rows,
+        cols,
+        cost,
+        units.criteria,
+        None,
+        problem,
+        integral=True,
+        moves=moves,
+        exact=True,
+        hard=hard,
+        start=start,
+    )
+    return None if x is None else _best_pair(rows, cols, x, units.size)
 
 
 def _worst_primary(units: _Units, territory: np.ndarray, problem: _Problem) -> np.ndarray:
@@ -1229,103 +1474,21 @@ def _worst_primary(units: _Units, territory: np.ndarray, problem: _Problem) -> n
         return np.nan_to_num(np.abs(totals[:, primary] / target - 1)).max(axis=0)
 
 
-def _solve_exact(
-    log: _SolverLog,
+def _start_point(
     rows: np.ndarray,
     cols: np.ndarray,
-    cost: np.ndarray,
-    criteria: np.ndarray,
-    problem: _Problem,
-    moves: np.ndarray,
-    hint: np.ndarray,
-    seconds: float,
-    hard: bool,
-) -> tuple[np.ndarray, float] | None:
-    """Territory per item of the cheapest integer assignment among the pairs (CP-SAT) with every
-    territory in the policy's band and under capacity, and the disruption budget kept; elastic like
-    `_solve`, at the MIP's price; with `hard`, the bands of the primary criteria are not elastic.
-    Returns the territories and the objective, or None when CP-SAT reports no solution."""
-    k, n_crit = problem.k, len(CRITERIA)
-    started = time.perf_counter()
-    model = cp_model.CpModel()
-    series = model.new_bool_var_series("x", pd.RangeIndex(len(rows)))
-    x = series.to_list()
-    by_item = np.argsort(rows, kind="stable")
-    for pairs in np.split(by_item, np.flatnonzero(np.diff(rows[by_item])) + 1):
-        model.add_exactly_one([x[p] for p in pairs])
-    mean = problem.target.mean(axis=0)
-    per_mean = np.where(np.isin(np.arange(n_crit), WHOLE_CRITERIA), mean, EXACT_LOAD_SCALE)
-    scale = per_mean / np.maximum(mean, 1e-300)
-    load = np.rint(criteria[rows] * scale).astype(np.int64)
-    # Rounding each continuous load may add up to half a unit per item: the bands shrink by that much.
-    margin = np.where(np.isin(np.arange(n_crit), WHOLE_CRITERIA), 0, len(np.unique(rows)) // 2 + 1)
-    hi = np.floor((problem.target * (1 + problem.exact_band) - problem.base_load) * scale) - margin
-    lo = np.ceil((problem.target * (1 - problem.exact_band) - problem.base_load) * scale) + margin
-    penalty = _slack_penalty(cost, criteria[rows, COUNT], problem) * MIP_PENALTY_FACTOR * EXACT_COST_SCALE
-    hinted = cols == hint[rows]
-    # The hint is complete (slacks included), so CP-SAT starts from a solution: the plan so far.
-    slack_terms, slack_prices, slack_hint = [], [], []
-
-    def elastic(
-        pairs: np.ndarray, coefficients: np.ndarray, low: float | None, high: float, price: float | None
-    ) -> None:
-        """sum(coefficients * x[pairs]) within [low, high], each unit outside costing `price`
-        (no unit outside at all when price is None)."""
-        expression = cp_model.LinearExpr.weighted_sum([x[p] for p in pairs], coefficients.tolist())
-        if price is None:
-            model.add_linear_constraint(expression, int(low), int(high))
-            return
-        reach = int(np.abs(coefficients).sum() + abs(high) + abs(low or 0)) + 1
-        value = int(coefficients[hinted[pairs]].sum())
-        over = model.new_int_var(0, reach, "")
-        model.add(expression - over <= int(high))
-        slack_terms.append(over)
-        slack_hint.append(max(value - int(high), 0))
-        if low is not None:
-            under = model.new_int_var(0, reach, "")
-            model.add(expression + under >= int(low))
-            slack_terms.append(under)
-            slack_hint.append(max(int(low) - value, 0))
-        slack_prices.extend([max(round(price), 1)] * (1 if low is None else 2))
-
-    for t in range(k):
-        pairs = np.flatnonzero(cols == t)
-        for j in np.flatnonzero(mean > 0):
-            price = penalty * CRITERION_SLACK_WEIGHT[j] / per_mean[j]
-            elastic(
-                pairs, load[pairs, j], lo[t, j], hi[t, j], None if hard and j in PRIMARY_CRITERIA else price
-            )
-        if np.isfinite(problem.capacity[t]):
-            high = problem.capacity[t] - problem.base_load[t, COUNT]
-            elastic(pairs, load[pairs, COUNT], None, high, penalty * CAPACITY_PENALTY_FACTOR / mean[COUNT])
-    # Budget rows count accounts, potential at the mean potential per account, as in `_solve`.
-    per_account = np.array([1.0, max(mean[POTENTIAL] / max(mean[COUNT], 1.0), 1e-12)])
-    for j in np.flatnonzero(moves.any(axis=0)):
-        moved = np.flatnonzero(moves[:, j] > 0)
-        coefficients = np.rint(moves[moved, j] / per_account[j] * EXACT_BUDGET_SCALE).astype(np.int64)
-        high = np.floor(problem.budget[j] / per_account[j] * EXACT_BUDGET_SCALE)
-        price = penalty * BUDGET_SHARE_OF_BAND_PENALTY / max(mean[COUNT], 1.0) / EXACT_BUDGET_SCALE
-        elastic(moved, coefficients, None, high, price)
-    model.minimize(
-        cp_model.LinearExpr.weighted_sum(x, np.rint(cost * EXACT_COST_SCALE).astype(np.int64).tolist())
-        + cp_model.LinearExpr.weighted_sum(slack_terms, slack_prices)
-    )
-    model.proto.solution_hint.vars.extend([v.index for v in x + slack_terms])
-    model.proto.solution_hint.values.extend(hinted.astype(np.int64).tolist() + slack_hint)
-    solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = seconds
-    solver.parameters.max_deterministic_time = EXACT_ROUND_DETERMINISTIC_LIMIT
-    solver.parameters.num_workers = EXACT_WORKERS
-    status = solver.solve(model)
-    log.seconds += time.perf_counter() - started
-    step = "exact assignment (CP-SAT)"
-    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        if not hard:
-            log.failures.append(f"{step}: CP-SAT status {solver.status_name(status)}")
+    start: np.ndarray,
+    a_ub: sparse.csr_matrix,
+    b_ub: np.ndarray,
+    slack_upper: np.ndarray,
+) -> np.ndarray | None:
+    """The start as a point of `_solve`'s model (pairs, then the least slacks that make it feasible),
+    or None when it needs a slack the model forbids."""
+    pairs = (cols == start[rows]).astype(float)
+    slack = np.maximum(a_ub[:, : len(rows)] @ pairs - b_ub, 0.0)
+    if (slack > slack_upper + FRACTIONAL_EPS).any():
         return None
-    log.steps[step] = log.steps.get(step, 0) + 1
-    values = solver.boolean_values(series).to_numpy(dtype=float)
-    return _best_pair(rows, cols, values, int(rows.max()) + 1), float(solver.objective_value)
+    return np.r_[pairs, slack]
 
 
 def _slack_penalty(cost: np.ndarray, count: np.ndarray, problem: _Problem) -> float:
@@ -1351,20 +1514,45 @@ def _run_mip(
     b_ub: np.ndarray,
     a_eq: sparse.csr_matrix,
     n_binary: int,
+    slack_upper: np.ndarray,
+    gap: float,
+    exact: bool,
 ) -> np.ndarray | None:
     """Solve a MIP with HiGHS (binary pair columns first, continuous slacks after); its solution only
-    when HiGHS reports it optimal."""
+    when HiGHS reports it optimal within `gap`. An exact round that hits its time guard keeps the
+    feasible point found by then; infeasibility there is no failure (the elastic model follows)."""
     started = time.perf_counter()
-    n_slack = len(c) - n_binary
     result = milp(
         c,
-        integrality=np.r_[np.ones(n_binary), np.zeros(n_slack)],
-        bounds=Bounds(0, np.r_[np.ones(n_binary), np.full(n_slack, np.inf)]),
+        integrality=np.r_[np.ones(n_binary), np.zeros(len(slack_upper))],
+        bounds=Bounds(0, np.r_[np.ones(n_binary), slack_upper]),
         constraints=[LinearConstraint(a_ub, -np.inf, b_ub), LinearConstraint(a_eq, 1, 1)],
-        options={"time_limit": MIP_TIME_LIMIT_S, "mip_rel_gap": MIP_RELATIVE_GAP},
+        options={
+            "time_limit": EXACT_ROUND_TIME_LIMIT_S if exact else MIP_TIME_LIMIT_S,
+            "mip_rel_gap": gap,
+        },
     )
     log.seconds += time.perf_counter() - started
+    if exact and result.status == 1 and _feasible(result.x, a_ub, b_ub, a_eq, n_binary):
+        log.steps[step] = log.steps.get(step, 0) + 1
+        return result.x
+    if exact and result.status == 2:
+        return None
     return _checked(log, step, result)
+
+
+def _feasible(
+    x: np.ndarray | None, a_ub: sparse.csr_matrix, b_ub: np.ndarray, a_eq: sparse.csr_matrix, n_binary: int
+) -> bool:
+    """Whether a point a time-limited MIP left is a whole assignment inside every row (HiGHS also hands
+    back zeros when it found nothing)."""
+    if x is None:
+        return False
+    pairs = x[:n_binary]
+    whole = np.all(np.minimum(np.abs(pairs), np.abs(pairs - 1)) <= FRACTIONAL_EPS)
+    return bool(
+        whole and np.allclose(a_eq @ x, 1.0) and (a_ub @ x <= b_ub + FRACTIONAL_EPS * np.maximum(1, np.abs(b_ub))).all()
+    )
 
 
 def _checked(log: _SolverLog, step: str, result) -> np.ndarray | None:
@@ -1536,6 +1724,8 @@ def _build_plan(
     policy: TerritoryPolicy,
     warnings: list[str],
     kmeans_baseline: bool,
+    bound: dict[str, float],
+    dedicated_rep: np.ndarray,
 ) -> TerritoryPlan:
     """Assemble the published tables, balance figures, compactness and the k-means baseline."""
     k = len(owners)
@@ -1573,6 +1763,8 @@ def _build_plan(
             "seconds": round(log.seconds, 3),
         },
         warnings=warnings,
+        balance_lower_bound=bound,
+        dedicated_territories=territory_ids[dedicated_rep].tolist(),
     )
 
 

@@ -376,3 +376,29 @@ def test_new_reps_ramp_up_along_the_policy_curve():
     full = table.drop(index="r001")["account_count"].mean()
     assert table.loc["r001", "account_count"] / full == pytest.approx(0.5, abs=0.03)
     assert max(plan.balance.values()) <= 0.1
+
+
+def test_lower_bound_counts_the_largest_unit_and_whole_accounts():
+    criteria = np.column_stack([[6.0, 1, 1, 1, 1], np.ones(5), np.zeros(5), np.ones(5)])
+    two = territories._deviation_lower_bound(criteria, np.ones(2))
+    # Workload is not a whole number: 2.5 per territory is reachable in principle.
+    assert two == pytest.approx({"potential": 0.2, "workload": 0.0, "a_count": 0.0, "account_count": 0.2})
+    three = territories._deviation_lower_bound(criteria, np.ones(3))
+    assert three["potential"] == pytest.approx(0.8) and three["account_count"] == pytest.approx(0.4)
+
+
+def test_an_account_too_big_for_a_territory_gets_a_rep_of_its_own_and_the_rest_balance():
+    accounts = _accounts(400, seed=21)
+    whale = accounts["potential"].idxmax()
+    # The whale alone is twice a territory's share of potential (40% of the book over five reps).
+    accounts.loc[whale, "potential"] = accounts["potential"].drop(whale).sum() * 2 / 3
+    plan = _plan(accounts, _reps(5, seed=21))
+    assert plan.balance_lower_bound["potential"] == pytest.approx(1.0)
+    assert plan.balance["potential"] == pytest.approx(1.0)
+    own = plan.assignments.loc[whale, "territory_id"]
+    assert plan.dedicated_territories == [own]
+    assert (plan.assignments["territory_id"] == own).sum() == 1
+    assert any(accounts.loc[whale, "account_id"] in w and "to themselves" in w for w in plan.warnings)
+    rest = plan.territories[plan.territories["territory_id"] != own]
+    for criterion in ("potential", "account_count"):
+        assert (rest[criterion] / rest[criterion].mean() - 1).abs().max() <= 0.05
