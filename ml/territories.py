@@ -1269,7 +1269,7 @@ def _solve(
     integral: bool = False,
     moves: np.ndarray | None = None,
     exact: bool = False,
-    hard: bool = False,
+    hard: np.ndarray | None = None,
     start: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """Share of each candidate (row item, column territory) pair in the cheapest assignment that keeps
@@ -1281,8 +1281,8 @@ def _solve(
     potential each pair takes from its current owner) the disruption budget is a row too, elastic at a
     lower price than balance: balance comes first, then the budget, then shape.
 
-    The exact MIP gets the policy's own band and a tighter gap; with `hard` no criterion may leave it
-    (as in the exact MILP baseline), which also cuts the search far more than high prices do. With `start` (a territory per item among the pairs) the start is returned
+    The exact MIP gets the policy's own band and a tighter gap; the criteria marked in `hard` may not
+    leave it at all (as in the exact MILP baseline), which cuts the search far more than high prices do. With `start` (a territory per item among the pairs) the start is returned
     instead of the MIP's answer when that answer is no cheaper.
     """
     k, n_crit, n_pairs = problem.k, len(CRITERIA), len(rows)
@@ -1349,8 +1349,9 @@ def _solve(
         np.full(n_budget, budget_penalty),
     ]
     slack_upper = np.full(n_rows, np.inf)
-    if hard:
-        slack_upper[: 2 * n_band] = 0.0
+    if hard is not None:
+        hard_rows = np.tile(hard, 2 * k)
+        slack_upper[: 2 * n_band][hard_rows] = 0.0
     if integral:
         gap = EXACT_RELATIVE_GAP if exact else MIP_RELATIVE_GAP
         x = _run_mip(log, step, c, a_ub, b_ub, a_eq, n_pairs, slack_upper, gap, exact)
@@ -1371,23 +1372,33 @@ def _exact(units: _Units, territory: np.ndarray, problem: _Problem, log: _Solver
     plan among those meets the bands, every territory. A round never returns a plan worse than its start.
     """
     unit_items = _unit_items(units, problem)
+    # Bands no plan can meet (a lumpy criterion, whole accounts) stay elastic in the hard rounds.
+    bound = _deviation_lower_bound(units.criteria, problem.target[:, COUNT])
+    hard = np.array([bound[name] <= problem.exact_band[j] for j, name in enumerate(CRITERIA)])
+    primary_only = np.isin(np.arange(len(CRITERIA)), PRIMARY_CRITERIA)
     # The plan so far may be outside the bands (lumpy books): the first round's answer replaces it.
     best, best_objective = territory, np.inf
     previous = np.inf
     for _ in range(EXACT_ROUNDS):
         _recentre(problem, units, territory)
         solved = None
-        for candidates in (EXACT_CANDIDATES, problem.k):
+        # Every reachable band hard first; bands that cannot all hold at once (lumpy tiers in a small
+        # book) leave only the primary criteria hard, first among the cheap pairs, then among all.
+        for candidates, rigid in (
+            (EXACT_CANDIDATES, hard),
+            (EXACT_CANDIDATES, hard & primary_only),
+            (problem.k, hard & primary_only),
+        ):
             rows, cols = _exact_pairs(unit_items, territory, problem, candidates)
             cost = _pair_costs(unit_items, rows, cols, problem)
             moves = _pair_moves(unit_items, rows, cols)
-            solved = _exact_round(log, rows, cols, cost, units, problem, moves, territory, hard=True)
-            if solved is not None or candidates >= problem.k:
+            solved = _exact_round(log, rows, cols, cost, units, problem, moves, territory, rigid)
+            if solved is not None:
                 break
         if solved is None:
             # No plan meets the bands: one elastic round, kept only if no primary criterion's worst
             # territory gets worse (a cheaper price mix is no reason to overload a rep further).
-            solved = _exact_round(log, rows, cols, cost, units, problem, moves, territory, hard=False)
+            solved = _exact_round(log, rows, cols, cost, units, problem, moves, territory, None)
             if solved is not None and (
                 _worst_primary(units, solved, problem) <= _worst_primary(units, territory, problem) + 1e-9
             ).all():
@@ -1443,7 +1454,7 @@ def _exact_round(
     problem: _Problem,
     moves: np.ndarray,
     start: np.ndarray,
-    hard: bool,
+    hard: np.ndarray | None,
 ) -> np.ndarray | None:
     """Territory per unit from one exact round (the start when the MIP found nothing cheaper), or None
     when the MIP reports no solution."""
