@@ -19,7 +19,8 @@ The plan is built in five steps:
 A unit too big for one territory's share even alone (above the band on potential or account count) gets
 a rep's territory to itself first, and the other reps share the rest; the plan reports how close any plan
 could come (`balance_lower_bound`). Small books (few unit-territory pairs) end with Lloyd rounds of a
-HiGHS MIP in the policy's own band.
+HiGHS MIP in the policy's own band; when no plan meets every band at once, a round is a CP-SAT model
+(one worker, deterministic time limit) with only potential and account count hard.
 
 In a geo plan the accounts without coordinates are cut into balanced runs of the industry order like a
 vertical plan, matched to reps on their own, and then stay put while the LP reshapes the geo part around
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from ortools.sat.python import cp_model
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, linear_sum_assignment, linprog, milp
 from scipy.sparse.csgraph import connected_components
@@ -132,6 +134,12 @@ EXACT_CANDIDATES = 4
 EXACT_RELATIVE_GAP = 0.001
 EXACT_ROUND_TIME_LIMIT_S = 60.0
 EXACT_MIN_GAIN = 0.001
+# The CP-SAT round (bands that cannot all hold at once): its deterministic time limit (in CP-SAT's
+# own units, about a second each here), and the integer scales of its loads, costs and budget rows.
+CPSAT_DETERMINISTIC_LIMIT = 5.0
+CPSAT_LOAD_SCALE = 1e7
+CPSAT_COST_SCALE = 1e3
+CPSAT_BUDGET_SCALE = 1e3
 
 LP_TIME_LIMIT_S = 60.0
 MIP_TIME_LIMIT_S = 10.0
@@ -1368,8 +1376,9 @@ def _exact(units: _Units, territory: np.ndarray, problem: _Problem, log: _Solver
     """Lloyd rounds of an integer assignment from the plan so far: recentre, give every unit the
     territory of least cost with every territory in the policy's band, until a round gains little.
 
-    A round first offers each unit its few cheapest territories (and its current one), then, when no
-    plan among those meets the bands, every territory. A round never returns a plan worse than its start.
+    A round first offers each unit its few cheapest territories (and its current one) with every
+    reachable band hard (HiGHS); when no plan among those meets them all, CP-SAT offers every territory
+    with only the primary criteria hard. A HiGHS round never returns a plan worse than its start.
     """
     unit_items = _unit_items(units, problem)
     # Bands no plan can meet (a lumpy criterion, whole accounts) stay elastic in the hard rounds.
@@ -1382,19 +1391,21 @@ def _exact(units: _Units, territory: np.ndarray, problem: _Problem, log: _Solver
     for _ in range(EXACT_ROUNDS):
         _recentre(problem, units, territory)
         solved = None
-        # Every reachable band hard first; bands that cannot all hold at once (lumpy tiers in a small
-        # book) leave only the primary criteria hard, first among the cheap pairs, then among all.
-        for candidates, rigid in (
-            (EXACT_CANDIDATES, hard),
-            (EXACT_CANDIDATES, hard & primary_only),
-            (problem.k, hard & primary_only),
-        ):
-            rows, cols = _exact_pairs(unit_items, territory, problem, candidates)
+        # Every reachable band hard first, among the cheap pairs; bands that cannot all hold at once
+        # (lumpy tiers in a small book) leave only the primary criteria hard, among all pairs.
+        rows, cols = _exact_pairs(unit_items, territory, problem, EXACT_CANDIDATES)
+        cost = _pair_costs(unit_items, rows, cols, problem)
+        moves = _pair_moves(unit_items, rows, cols)
+        solved = _exact_round(log, rows, cols, cost, units, problem, moves, territory, hard)
+        relaxed = hard & primary_only
+        if solved is None and relaxed.any():
+            # HiGHS took minutes to find any plan here (Fortune 500 over 20 reps); CP-SAT, started from
+            # the plan so far, finds good ones in seconds, and a deterministic time limit keeps it exact
+            # to repeat.
+            rows, cols = _exact_pairs(unit_items, territory, problem, problem.k)
             cost = _pair_costs(unit_items, rows, cols, problem)
             moves = _pair_moves(unit_items, rows, cols)
-            solved = _exact_round(log, rows, cols, cost, units, problem, moves, territory, rigid)
-            if solved is not None:
-                break
+            solved = _solve_cpsat(log, rows, cols, cost, units.criteria, problem, moves, territory, relaxed)
         if solved is None:
             # No plan meets the bands: one elastic round, kept only if no primary criterion's worst
             # territory gets worse (a cheaper price mix is no reason to overload a rep further).
@@ -1474,6 +1485,103 @@ def _exact_round(
         start=start,
     )
     return None if x is None else _best_pair(rows, cols, x, units.size)
+
+
+def _solve_cpsat(
+    log: _SolverLog,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    cost: np.ndarray,
+    criteria: np.ndarray,
+    problem: _Problem,
+    moves: np.ndarray,
+    hint: np.ndarray,
+    hard: np.ndarray,
+) -> np.ndarray | None:
+    """Territory per item of the cheapest integer assignment among the pairs (CP-SAT, hinted with the
+    plan so far) with every territory in the policy's band and under capacity and the disruption budget
+    kept; elastic like `_solve`, at the MIP's price, except the bands of the criteria marked in `hard`.
+    One worker and a deterministic time limit: the same book always gets the same plan. None when
+    CP-SAT finds no plan inside the hard bands."""
+    k, n_crit = problem.k, len(CRITERIA)
+    started = time.perf_counter()
+    model = cp_model.CpModel()
+    series = model.new_bool_var_series("x", pd.RangeIndex(len(rows)))
+    x = series.to_list()
+    by_item = np.argsort(rows, kind="stable")
+    for pairs in np.split(by_item, np.flatnonzero(np.diff(rows[by_item])) + 1):
+        model.add_exactly_one([x[p] for p in pairs])
+    mean = problem.target.mean(axis=0)
+    whole = np.isin(np.arange(n_crit), WHOLE_CRITERIA)
+    per_mean = np.where(whole, mean, CPSAT_LOAD_SCALE)
+    scale = per_mean / np.maximum(mean, 1e-300)
+    load = np.rint(criteria[rows] * scale).astype(np.int64)
+    # Rounding each continuous load may add up to half a unit per item: the bands shrink by that much.
+    margin = np.where(whole, 0, len(np.unique(rows)) // 2 + 1)
+    hi = np.floor((problem.target * (1 + problem.exact_band) - problem.base_load) * scale) - margin
+    lo = np.ceil((problem.target * (1 - problem.exact_band) - problem.base_load) * scale) + margin
+    penalty = _slack_penalty(cost, criteria[rows, COUNT], problem) * MIP_PENALTY_FACTOR * CPSAT_COST_SCALE
+    hinted = cols == hint[rows]
+    # The hint is complete (slacks included), so CP-SAT starts from the plan so far.
+    slack_terms, slack_prices, slack_hint = [], [], []
+
+    def elastic(
+        pairs: np.ndarray, coefficients: np.ndarray, low: float | None, high: float, price: float | None
+    ) -> None:
+        """sum(coefficients * x[pairs]) within [low, high], each unit outside costing `price`
+        (no unit outside at all when price is None)."""
+        expression = cp_model.LinearExpr.weighted_sum([x[p] for p in pairs], coefficients.tolist())
+        if price is None:
+            model.add_linear_constraint(expression, int(low), int(high))
+            return
+        reach = int(np.abs(coefficients).sum() + abs(high) + abs(low or 0)) + 1
+        value = int(coefficients[hinted[pairs]].sum())
+        over = model.new_int_var(0, reach, "")
+        model.add(expression - over <= int(high))
+        slack_terms.append(over)
+        slack_hint.append(max(value - int(high), 0))
+        if low is not None:
+            under = model.new_int_var(0, reach, "")
+            model.add(expression + under >= int(low))
+            slack_terms.append(under)
+            slack_hint.append(max(int(low) - value, 0))
+        slack_prices.extend([max(round(price), 1)] * (1 if low is None else 2))
+
+    for t in range(k):
+        pairs = np.flatnonzero(cols == t)
+        for j in np.flatnonzero(mean > 0):
+            price = penalty * CRITERION_SLACK_WEIGHT[j] / per_mean[j]
+            elastic(pairs, load[pairs, j], lo[t, j], hi[t, j], None if hard[j] else price)
+        if np.isfinite(problem.capacity[t]):
+            high = problem.capacity[t] - problem.base_load[t, COUNT]
+            elastic(pairs, load[pairs, COUNT], None, high, penalty * CAPACITY_PENALTY_FACTOR / mean[COUNT])
+    # Budget rows count accounts, potential at the mean potential per account, as in `_solve`.
+    per_account = np.array([1.0, max(mean[POTENTIAL] / max(mean[COUNT], 1.0), 1e-12)])
+    for j in np.flatnonzero(moves.any(axis=0)):
+        moved = np.flatnonzero(moves[:, j] > 0)
+        coefficients = np.rint(moves[moved, j] / per_account[j] * CPSAT_BUDGET_SCALE).astype(np.int64)
+        high = np.floor(problem.budget[j] / per_account[j] * CPSAT_BUDGET_SCALE)
+        price = penalty * BUDGET_SHARE_OF_BAND_PENALTY / max(mean[COUNT], 1.0) / CPSAT_BUDGET_SCALE
+        elastic(moved, coefficients, None, high, price)
+    model.minimize(
+        cp_model.LinearExpr.weighted_sum(x, np.rint(cost * CPSAT_COST_SCALE).astype(np.int64).tolist())
+        + cp_model.LinearExpr.weighted_sum(slack_terms, slack_prices)
+    )
+    model.proto.solution_hint.vars.extend([v.index for v in x + slack_terms])
+    model.proto.solution_hint.values.extend(hinted.astype(np.int64).tolist() + slack_hint)
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = EXACT_ROUND_TIME_LIMIT_S
+    solver.parameters.max_deterministic_time = CPSAT_DETERMINISTIC_LIMIT
+    solver.parameters.num_workers = 1
+    solver.parameters.random_seed = 0
+    status = solver.solve(model)
+    log.seconds += time.perf_counter() - started
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        return None
+    step = "exact assignment (CP-SAT)"
+    log.steps[step] = log.steps.get(step, 0) + 1
+    values = solver.boolean_values(series).to_numpy(dtype=float)
+    return _best_pair(rows, cols, values, int(rows.max()) + 1)
 
 
 def _worst_primary(units: _Units, territory: np.ndarray, problem: _Problem) -> np.ndarray:
