@@ -292,6 +292,9 @@ def main() -> None:
         "seconds": round(seconds, 2),
         "peak_rss_mb": round(peak_rss_mb),
         "max_rel_dev": _rounded(plan.balance),
+        # Over the shared territories only, against targets shared among them (as max_rel_dev when no
+        # territory is dedicated to a single account).
+        "max_rel_dev_shared": _rounded(plan.balance_shared),
         "max_rel_dev_lower_bound": _rounded(plan.balance_lower_bound),
         "dedicated_territories": plan.dedicated_territories,
         "compactness": round(plan.compactness, 1) if plan.compactness is not None else None,

@@ -172,6 +172,10 @@ class TerritoryPlan:
     balance_lower_bound: dict[str, float] = field(default_factory=dict)
     # Territory ids whose rep holds one unit too big for a territory's share, with nothing else.
     dedicated_territories: list[str] = field(default_factory=list)
+    # Largest deviation per criterion over the shared territories only (every territory but the
+    # dedicated ones), against targets shared out among them: how evenly the other reps share the rest.
+    # The same as `balance` when no territory is dedicated.
+    balance_shared: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -484,6 +488,15 @@ def _bound_warnings(
         out.append(
             f"account {acc.ids[root[unit]]!r} is too big for one territory's share, so rep "
             f"{owners['rep_id'].iloc[rep]} has it to themselves and the other reps share the rest"
+        )
+    if dedicated_rep.size:
+        shared = len(owners) - dedicated_rep.size
+        out.append(
+            f"{dedicated_rep.size} territor{'y is' if dedicated_rep.size == 1 else 'ies are'} a single named "
+            f"account: account count, workload and A-tier count are balanced over the other {shared} "
+            f"territories only (their targets are shared out among those), while potential is reported over "
+            f"every territory, the named account's included; balance_shared gives each criterion over the "
+            f"{shared} shared territories"
         )
     return out
 
@@ -1853,10 +1866,14 @@ def _build_plan(
     totals = _totals(acc.criteria, territory, k)
     centres = group_centres(acc.xyz, np.ones(len(territory)), territory, k)
     balance = _deviations(totals, ramp)
+    shared = np.setdiff1d(np.arange(k), dedicated_rep)
+    balance_shared = _deviations(totals[shared], ramp[shared]) if dedicated_rep.size else dict(balance)
     compactness = _compactness(acc.xyz, centres[territory]) if acc.has_geo.any() else None
     baseline = _kmeans_baseline(acc, k, policy.random_seed) if basis == "geo" and kmeans_baseline else {}
     ratio = compactness / baseline["compactness"] if baseline.get("compactness") else None
-    warnings.extend(_outcome_warnings(balance, totals[:, COUNT], capacity, rep_ids, policy, log))
+    # A dedicated territory is judged on potential only: its rep's load is that one account.
+    judged = {name: balance[name] if name == CRITERIA[POTENTIAL] else balance_shared[name] for name in balance}
+    warnings.extend(_outcome_warnings(judged, totals[:, COUNT], capacity, rep_ids, policy, log))
     steps = [f"{name} x{count}" if count > 1 else name for name, count in log.steps.items()]
     assignments = _assignment_frame(acc, rep_ids, territory, territory_ids, ramp)
     moved = assignments["is_moved"].to_numpy()
@@ -1884,6 +1901,7 @@ def _build_plan(
         warnings=warnings,
         balance_lower_bound=bound,
         dedicated_territories=territory_ids[dedicated_rep].tolist(),
+        balance_shared=balance_shared,
     )
 
 

@@ -402,6 +402,21 @@ def test_an_account_too_big_for_a_territory_gets_a_rep_of_its_own_and_the_rest_b
     rest = plan.territories[plan.territories["territory_id"] != own]
     for criterion in ("potential", "account_count"):
         assert (rest[criterion] / rest[criterion].mean() - 1).abs().max() <= 0.05
+    # The shared figures are over the four shared territories, against their own mean; the overall
+    # ones still count the named-account territory (one account against a mean of 80).
+    for criterion in ("potential", "workload", "account_count"):
+        spread = (rest[criterion] / rest[criterion].mean() - 1).abs().max()
+        assert plan.balance_shared[criterion] == pytest.approx(spread)
+    assert plan.balance["account_count"] > 0.9 and plan.balance_shared["account_count"] <= 0.05
+    assert any("balanced over the other 4 territories only" in w and "potential is reported over every" in w
+               for w in plan.warnings)
+    # Only potential is judged on the named-account territory: no warning about its account count.
+    assert not any("balance outside the tolerance" in w and "account_count" in w for w in plan.warnings)
+
+
+def test_without_a_dedicated_territory_the_shared_balance_is_the_balance():
+    plan = _plan(_accounts(300, seed=3), _reps(4, seed=3))
+    assert plan.dedicated_territories == [] and plan.balance_shared == plan.balance
 
 
 def test_when_every_band_cannot_hold_cp_sat_keeps_potential_and_count_in_band_and_repeats(monkeypatch):
