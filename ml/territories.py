@@ -14,7 +14,9 @@ The plan is built in five steps:
    as the map, for vertical), minimising distance, industry spread and owner changes while every
    territory stays inside a band around the mean of each criterion and under its rep's capacity.
 5. Integer repair: cells the LP split are opened into their units and shared out by a smaller LP; the
-   few units still split are rounded, by a HiGHS MIP when plain rounding would leave the band.
+   few units still split are rounded, by a HiGHS MIP when plain rounding would leave the band. In a book
+   where most units are large (cities by population), the largest units may instead choose their
+   territory in a mixed MIP (the others still shares), whichever plan ends closer to target.
 
 A unit too big for one territory's share even alone (above the band on potential or account count) gets
 a rep's territory to itself first, and the other reps share the rest; the plan reports how close any plan
@@ -86,6 +88,14 @@ ITEM_BUDGET = 8_000
 # Units holding more than this share of a band's half-width are cells of their own and are pinned
 # before the integer repair: a split whale cannot be rounded without a big error.
 LARGE_UNIT_SHARE = 0.5
+# When pinning every large unit leaves the repair band in a book where most units are large (1,000
+# cities by population: every one of them), units above this many band half-widths are chosen by a
+# mixed MIP instead and the rest stay shares (4 left that MIP short of its gap in 10 s on
+# us_cities_top1k; 10 picks its 25 largest cities). Books of many small units keep the plain pinning
+# (at 100k accounts the mixed MIP took 5 s more for a plan no better balanced).
+MIXED_LARGE_SHARE = 0.5
+HUGE_UNIT_SHARE = 10.0
+MIXED_RELATIVE_GAP = 0.01
 # Units per territory, per criterion, that the last-resort repair MIP may move besides the split ones.
 FLEXIBLE_PER_TERRITORY = 16
 
@@ -1108,9 +1118,28 @@ def _refine(units: _Units, territory: np.ndarray, problem: _Problem, log: _Solve
             break
         current = best
         territory = current[items.of_unit]
+    exact = units.size * problem.k <= EXACT_MAX_PAIRS
     if solution is not None:
         territory = _repair(units, items, _pin_large_items(items, solution, problem, log), problem, log)
-    if units.size * problem.k <= EXACT_MAX_PAIRS:
+        # In a book where most units are large (cities by population), pinning each to its largest
+        # share can leave a territory far outside the band: the largest units then choose in a mixed
+        # MIP, and that plan is kept when its worst primary criterion is closer to target.
+        if (
+            not exact
+            and _large_units(units.criteria, problem).mean() > MIXED_LARGE_SHARE
+            and not _within_repair_band(units, territory, problem)
+        ):
+            # A step failing in the alternative is no failure of the plan unless that plan is kept.
+            failures = len(log.failures)
+            mixed = _mixed_largest(items, solution, problem, log)
+            other = None if mixed is None else _repair(units, items, mixed, problem, log)
+            if other is not None and (
+                _worst_primary(units, other, problem).max() < _worst_primary(units, territory, problem).max()
+            ):
+                territory = other
+            else:
+                del log.failures[failures:]
+    if exact:
         territory = _exact(units, territory, problem, log)
     return territory
 
@@ -1274,6 +1303,27 @@ def _pin_large_items(
     return solution if x is None else (rows, cols, cost, x)
 
 
+def _mixed_largest(
+    items: _Items, solution: tuple[np.ndarray, ...], problem: _Problem, log: _SolverLog
+) -> tuple[np.ndarray, ...] | None:
+    """The last LP again with the largest units (above HUGE_UNIT_SHARE band half-widths) whole, chosen
+    by a mixed MIP, and then pinned; the other units stay shares. None when there is no such unit or
+    the MIP fails."""
+    rows, cols, cost, _ = solution
+    huge = (items.criteria > HUGE_UNIT_SHARE * problem.band * problem.target.mean(axis=0)).any(axis=1)
+    if not huge.any():
+        return None
+    x = _solve(
+        log, "mixed MIP for the largest units", rows, cols, cost, items.criteria, None, problem,
+        moves=_pair_moves(items, rows, cols), whole=huge[rows],
+    )
+    if x is None:
+        return None
+    best = _best_pair(rows, cols, x, items.size)
+    keep = ~huge[rows] | (cols == best[rows])
+    return rows[keep], cols[keep], cost[keep], x[keep]
+
+
 # ---------------------------------------------------------------------------------------------------
 # The HiGHS models
 
@@ -1292,6 +1342,7 @@ def _solve(
     exact: bool = False,
     hard: np.ndarray | None = None,
     start: np.ndarray | None = None,
+    whole: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """Share of each candidate (row item, column territory) pair in the cheapest assignment that keeps
     every territory (items plus the `fixed` totals) in its band and under capacity; None on failure.
@@ -1304,7 +1355,8 @@ def _solve(
 
     The exact MIP gets the policy's own band and a tighter gap; the criteria marked in `hard` may not
     leave it at all (as in the exact MILP baseline), which cuts the search far more than high prices do. With `start` (a territory per item among the pairs) the start is returned
-    instead of the MIP's answer when that answer is no cheaper.
+    instead of the MIP's answer when that answer is no cheaper. With `whole` (a mask of pairs), the LP
+    is a mixed model: those pairs are 0 or 1, the others shares, in the LP's own band.
     """
     k, n_crit, n_pairs = problem.k, len(CRITERIA), len(rows)
     item, pair_item = np.unique(rows, return_inverse=True)
@@ -1361,7 +1413,8 @@ def _solve(
     a_eq = sparse.csr_matrix(
         (np.ones(n_pairs), (pair_item, np.arange(n_pairs))), shape=(len(item), n_pairs + n_rows)
     )
-    penalty = _slack_penalty(cost, load[:, COUNT], problem) * (MIP_PENALTY_FACTOR if integral else 1.0)
+    mip = integral or whole is not None
+    penalty = _slack_penalty(cost, load[:, COUNT], problem) * (MIP_PENALTY_FACTOR if mip else 1.0)
     budget_penalty = penalty * BUDGET_SHARE_OF_BAND_PENALTY / max(problem.target[:, COUNT].mean(), 1.0)
     c = np.r_[
         cost,
@@ -1380,6 +1433,8 @@ def _solve(
             x_start = _start_point(rows, cols, start, a_ub, b_ub, slack_upper)
             if x_start is not None and c @ x_start <= c @ x:
                 x = x_start
+    elif whole is not None:
+        x = _run_mip(log, step, c, a_ub, b_ub, a_eq, n_pairs, slack_upper, MIXED_RELATIVE_GAP, False, whole)
     else:
         x = _run_lp(log, step, c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=np.ones(len(item)), bounds=(0, None))
     return None if x is None else np.clip(x[:n_pairs], 0.0, 1.0)
@@ -1649,14 +1704,16 @@ def _run_mip(
     slack_upper: np.ndarray,
     gap: float,
     exact: bool,
+    whole: np.ndarray | None = None,
 ) -> np.ndarray | None:
-    """Solve a MIP with HiGHS (binary pair columns first, continuous slacks after); its solution only
+    """Solve a MIP with HiGHS (binary pair columns first, or only those marked `whole`, continuous
+    slacks after); its solution only
     when HiGHS reports it optimal within `gap`. An exact round that hits its time guard keeps the
     feasible point found by then; infeasibility there is no failure (the elastic model follows)."""
     started = time.perf_counter()
     result = milp(
         c,
-        integrality=np.r_[np.ones(n_binary), np.zeros(len(slack_upper))],
+        integrality=np.r_[np.ones(n_binary) if whole is None else whole, np.zeros(len(slack_upper))],
         bounds=Bounds(0, np.r_[np.ones(n_binary), slack_upper]),
         constraints=[LinearConstraint(a_ub, -np.inf, b_ub), LinearConstraint(a_eq, 1, 1)],
         options={

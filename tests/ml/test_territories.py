@@ -434,3 +434,28 @@ def test_when_every_band_cannot_hold_cp_sat_keeps_potential_and_count_in_band_an
     # One worker and a deterministic time limit: the same book gets the same plan.
     pd.testing.assert_frame_equal(first.assignments, second.assignments)
 
+
+
+def test_a_book_of_cities_by_population_balances_its_shared_territories(monkeypatch):
+    # 400 cities with Zipf populations as potential over ten reps: the largest city gets a territory of
+    # its own, and every other city is a large unit. Pinning each to its largest LP share left a
+    # shared territory 17% off on potential; the largest cities now choose in a mixed MIP.
+    monkeypatch.setattr(territories, "EXACT_MAX_PAIRS", 0)
+    rng = np.random.default_rng(3)
+    n = 400
+    accounts = pd.DataFrame(
+        {
+            "account_id": [f"c{i:04d}" for i in range(n)],
+            "latitude": rng.uniform(27, 47, n),
+            "longitude": rng.uniform(-120, -72, n),
+            "potential": 8e6 / np.arange(1, n + 1) ** 0.9,
+        }
+    )
+    rank = accounts["potential"].rank(pct=True)
+    accounts["tier"] = np.where(rank > 0.85, "A", np.where(rank > 0.5, "B", "C"))
+    plan = _plan(accounts, _reps(10, seed=3))
+    assert len(plan.dedicated_territories) == 1
+    assert "mixed MIP for the largest units" in plan.solver["method"]
+    assert plan.balance_shared["potential"] <= 0.05 and plan.balance_shared["account_count"] <= 0.05
+    # Potential over every territory counts the named-account city, which no plan can bring to target.
+    assert plan.balance["potential"] >= plan.balance_lower_bound["potential"] > 0.05
