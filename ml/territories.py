@@ -14,7 +14,15 @@ The plan is built in five steps:
    as the map, for vertical), minimising distance, industry spread and owner changes while every
    territory stays inside a band around the mean of each criterion and under its rep's capacity.
 5. Integer repair: cells the LP split are opened into their units and shared out by a smaller LP; the
-   few units still split are rounded, by a HiGHS MIP when plain rounding would leave the band.
+   few units still split are rounded, by a HiGHS MIP when plain rounding would leave the band. In a book
+   where most units are large (cities by population), the largest units may instead choose their
+   territory in a mixed MIP (the others still shares), whichever plan ends closer to target.
+
+A unit too big for one territory's share even alone (above the band on potential or account count) gets
+a rep's territory to itself first, and the other reps share the rest; the plan reports how close any plan
+could come (`balance_lower_bound`). Small books (few unit-territory pairs) end with Lloyd rounds of a
+HiGHS MIP in the policy's own band; when no plan meets every band at once, a round is a CP-SAT model
+(one worker, deterministic time limit) with only potential and account count hard.
 
 In a geo plan the accounts without coordinates are cut into balanced runs of the industry order like a
 vertical plan, matched to reps on their own, and then stay put while the LP reshapes the geo part around
@@ -80,6 +88,14 @@ ITEM_BUDGET = 8_000
 # Units holding more than this share of a band's half-width are cells of their own and are pinned
 # before the integer repair: a split whale cannot be rounded without a big error.
 LARGE_UNIT_SHARE = 0.5
+# When pinning every large unit leaves the repair band in a book where most units are large (1,000
+# cities by population: every one of them), units above this many band half-widths are chosen by a
+# mixed MIP instead and the rest stay shares (4 left that MIP short of its gap in 10 s on
+# us_cities_top1k; 10 picks its 25 largest cities). Books of many small units keep the plain pinning
+# (at 100k accounts the mixed MIP took 5 s more for a plan no better balanced).
+MIXED_LARGE_SHARE = 0.5
+HUGE_UNIT_SHARE = 10.0
+MIXED_RELATIVE_GAP = 0.01
 # Units per territory, per criterion, that the last-resort repair MIP may move besides the split ones.
 FLEXIBLE_PER_TERRITORY = 16
 
@@ -111,28 +127,29 @@ CRITERION_SLACK_WEIGHT = np.array([1.0, 0.25, 0.25, 1.0])
 PRIMARY_CRITERIA = (POTENTIAL, COUNT)
 
 # Books with at most this many unit-territory pairs are planned exactly: Lloyd rounds of an integer
-# assignment over every pair (CP-SAT, hinted with the plan so far) in the policy's own band, since no
-# rounding follows that would need the narrower LP band's headroom.
+# assignment (a HiGHS MIP started from the plan so far) in the policy's own band, since no rounding
+# follows that would need the narrower LP band's headroom.
 EXACT_MAX_PAIRS = 12_000
 # Deviations are compared with the tolerance in floating point: a hair inside the band keeps a territory
 # exactly at its edge (105 accounts for a target of 100) from reading as outside.
 EXACT_BAND_MARGIN = 1e-6
 EXACT_ROUNDS = 20
-# Each round stops on CP-SAT's deterministic clock (work done, not seconds passed), with one worker, so
-# the same book gives the same plan on any machine. The wall-clock limits are only a guard against a
-# runaway solve: a round of 5 deterministic seconds took up to 22 s on two busy cores, and guards of
-# 10 s (30 s in all) cut rounds short there, so the Fortune 500 plan changed from run to run.
-EXACT_TIME_LIMIT_S = 300.0
+# Territories a unit may take in an exact round: its few cheapest and its current one. At 400 accounts
+# and 8 reps, four of eight kept every seed within 1% of the exact MILP at 3-37 s a plan; all eight
+# took minutes a round on some seeds.
+EXACT_CANDIDATES = 4
+# A round stops at this gap, so it is deterministic; the time limit is only a guard against a runaway
+# solve on a busy machine (rounds took 3-10 s at 400 accounts and 8 reps). A gap and a least gain of
+# 0.5% left some seeds 1.2% above the exact MILP.
+EXACT_RELATIVE_GAP = 0.001
 EXACT_ROUND_TIME_LIMIT_S = 60.0
-EXACT_ROUND_DETERMINISTIC_LIMIT = 5.0
-EXACT_WORKERS = 1
-EXACT_MIN_GAIN = 0.005
-# CP-SAT works in integers: continuous criteria in EXACT_LOAD_SCALE units per mean target (whole-number
-# criteria in accounts), costs in 1/EXACT_COST_SCALE of a typical distance.
-EXACT_LOAD_SCALE = 1e7
-EXACT_COST_SCALE = 1e3
-# Budget rows in 1/EXACT_BUDGET_SCALE of an account.
-EXACT_BUDGET_SCALE = 1e3
+EXACT_MIN_GAIN = 0.001
+# The CP-SAT round (bands that cannot all hold at once): its deterministic time limit (in CP-SAT's
+# own units, about a second each here), and the integer scales of its loads, costs and budget rows.
+CPSAT_DETERMINISTIC_LIMIT = 5.0
+CPSAT_LOAD_SCALE = 1e7
+CPSAT_COST_SCALE = 1e3
+CPSAT_BUDGET_SCALE = 1e3
 
 LP_TIME_LIMIT_S = 60.0
 MIP_TIME_LIMIT_S = 10.0
@@ -160,6 +177,15 @@ class TerritoryPlan:
     basis: str
     solver: dict[str, object]
     warnings: list[str] = field(default_factory=list)
+    # Least largest deviation per criterion that any plan could reach: its largest unit (a parent with
+    # its children) cannot be split, and whole-number criteria move in whole accounts.
+    balance_lower_bound: dict[str, float] = field(default_factory=dict)
+    # Territory ids whose rep holds one unit too big for a territory's share, with nothing else.
+    dedicated_territories: list[str] = field(default_factory=list)
+    # Largest deviation per criterion over the shared territories only (every territory but the
+    # dedicated ones), against targets shared out among them: how evenly the other reps share the rest.
+    # The same as `balance` when no territory is dedicated.
+    balance_shared: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -292,16 +318,27 @@ def plan_territories(
     units = _units(acc, basis)
     log = _SolverLog()
     tolerance = np.array([policy.tolerance_of(c) for c in CRITERIA])
-    territory, neighbours = _start(units, owners, float(tolerance.min()), log)
-    locked = units.lock >= 0
-    territory[locked] = units.lock[locked]
-    # In a geo plan the units without coordinates keep their (balanced) runs of the industry order:
-    # letting them move too ties far-apart territories together and made the LP 4-10x slower.
-    movable = (units.geo if units.geo.any() else np.ones(units.size, dtype=bool)) & ~locked
-    if len(owners) > 1 and movable.any():
-        budget = np.array([policy.max_moved_account_share, policy.max_moved_potential_share])
-        problem = _problem(units, territory, neighbours, capacity, tolerance, ramp, budget, ~movable)
-        territory[movable] = _refine(_subset(units, movable), territory[movable], problem, log)
+    bound = _deviation_lower_bound(units.criteria, ramp)
+    dedicated_unit, dedicated_rep = _dedicated(units, owners, ramp, tolerance)
+    territory = np.full(units.size, -1)
+    territory[dedicated_unit] = dedicated_rep
+    # Units locked to a dedicated rep stay with that rep: a lock wins over balance.
+    pinned = np.isin(units.lock, dedicated_rep) & (territory < 0)
+    territory[pinned] = units.lock[pinned]
+    rest = territory < 0
+    shared = np.setdiff1d(np.arange(len(owners)), dedicated_rep)
+    territory[rest] = shared[
+        _assign_units(
+            _reindexed(units, rest, shared, len(owners)),
+            owners.iloc[shared].reset_index(drop=True),
+            capacity[shared],
+            ramp[shared],
+            tolerance,
+            policy,
+            log,
+        )
+    ]
+    warnings.extend(_bound_warnings(bound, tolerance, units, dedicated_unit, dedicated_rep, acc, owners))
     return _build_plan(
         acc,
         owners,
@@ -313,7 +350,165 @@ def plan_territories(
         policy,
         warnings,
         kmeans_baseline,
+        bound,
+        dedicated_rep,
     )
+
+
+def _assign_units(
+    units: _Units,
+    owners: pd.DataFrame,
+    capacity: np.ndarray,
+    ramp: np.ndarray,
+    tolerance: np.ndarray,
+    policy: TerritoryPolicy,
+    log: _SolverLog,
+) -> np.ndarray:
+    """Territory (owner rep index) per unit: the balanced start, then the refinement."""
+    if units.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    territory, neighbours = _start(units, owners, float(tolerance.min()), log)
+    locked = units.lock >= 0
+    territory[locked] = units.lock[locked]
+    # In a geo plan the units without coordinates keep their (balanced) runs of the industry order:
+    # letting them move too ties far-apart territories together and made the LP 4-10x slower.
+    movable = (units.geo if units.geo.any() else np.ones(units.size, dtype=bool)) & ~locked
+    if len(owners) > 1 and movable.any():
+        budget = np.array([policy.max_moved_account_share, policy.max_moved_potential_share])
+        problem = _problem(units, territory, neighbours, capacity, tolerance, ramp, budget, ~movable)
+        territory[movable] = _refine(_subset(units, movable), territory[movable], problem, log)
+    return territory
+
+
+def _deviation_lower_bound(criteria: np.ndarray, ramp: np.ndarray) -> dict[str, float]:
+    """Per criterion, a deviation from target no plan can avoid.
+
+    A territory holding the largest unit is at least that unit; with equal shares, the m units above
+    the target need m territories of their own, so the other territories share what is left and one of
+    them is at most its mean; and a whole-number criterion whose target is not whole is off by the
+    rounding somewhere.
+    """
+    k = len(ramp)
+    share = ramp / ramp.sum()
+    totals = criteria.sum(axis=0)
+    bound = {}
+    for j, name in enumerate(CRITERIA):
+        if totals[j] <= 0 or k < 2:
+            bound[name] = 0.0
+            continue
+        target = totals[j] * share
+        values = np.sort(criteria[:, j])[::-1]
+        best = max(0.0, values[0] / target.max() - 1)
+        if np.allclose(share, share[0]):
+            t = target[0]
+            above = int(min((values > t).sum(), k - 1))
+            for m in range(1, above + 1):
+                best = max(best, 1 - (totals[j] - values[:m].sum()) / ((k - m) * t))
+            if j in WHOLE_CRITERIA:
+                best = max(best, max(np.ceil(t - 1e-9) - t, t - np.floor(t + 1e-9)) / t)
+        bound[name] = float(best)
+    return bound
+
+
+def _dedicated(
+    units: _Units, owners: pd.DataFrame, ramp: np.ndarray, tolerance: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Units too big for a territory's share (above the band on a primary criterion even alone), each
+    with the rep whose territory it gets to itself: its lock, else its owner, else the rep living
+    nearest, else the first rep left. Largest first, while at least two reps are left to share the
+    rest, whose shares are worked out again after each one. Not in books so small that one account is
+    more than the count band: there every territory is lumpy, and a territory of one account is no
+    better a compromise than the LP's."""
+    k = len(owners)
+    if units.criteria[:, COUNT].sum() / k * tolerance[COUNT] < 1:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    free = np.ones(k, dtype=bool)
+    left = np.ones(units.size, dtype=bool)
+    home = _rep_homes(owners)
+    chosen_units, chosen_reps = [], []
+    primary = list(PRIMARY_CRITERIA)
+    while free.sum() > 2 and left.any():
+        share = ramp[free] / ramp[free].sum()
+        target = units.criteria[left][:, primary].sum(axis=0) * share.max()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.nan_to_num(units.criteria[:, primary] / target / (1 + tolerance[primary]))
+        ratio[~left] = 0
+        unit = int(np.argmax(ratio.max(axis=1)))
+        if ratio[unit].max() <= 1:
+            break
+        candidates = [units.lock[unit], units.owner[unit]]
+        rep = next((int(r) for r in candidates if r >= 0 and free[r]), -1)
+        if rep < 0 and units.geo[unit] and np.isfinite(home[free, 0]).any():
+            distance = np.linalg.norm(home - units.xyz[unit], axis=1)
+            rep = int(np.nanargmin(np.where(free, distance, np.nan)))
+        if rep < 0:
+            rep = int(np.flatnonzero(free)[0])
+        chosen_units.append(unit)
+        chosen_reps.append(rep)
+        free[rep] = False
+        left[unit] = False
+    return np.array(chosen_units, dtype=np.int64), np.array(chosen_reps, dtype=np.int64)
+
+
+def _rep_homes(owners: pd.DataFrame) -> np.ndarray:
+    """Home of each owner rep as a unit vector (NaN rows without one)."""
+    lat, lon = (
+        pd.to_numeric(_column(owners, c), errors="coerce").to_numpy(dtype=float)
+        for c in ("latitude", "longitude")
+    )
+    return _to_xyz(lat, lon, np.isfinite(lat) & np.isfinite(lon))
+
+
+def _reindexed(units: _Units, mask: np.ndarray, reps: np.ndarray, k: int) -> _Units:
+    """The units selected by mask, their owners and locks renumbered among the given reps (-1 for
+    reps outside them)."""
+    # One spare slot at the end, so that -1 (no owner, no lock) maps to -1.
+    position = np.full(k + 1, -1)
+    position[reps] = np.arange(len(reps))
+    subset = _subset(units, mask)
+    subset.owner = position[subset.owner]
+    subset.lock = position[subset.lock]
+    return subset
+
+
+def _bound_warnings(
+    bound: dict[str, float],
+    tolerance: np.ndarray,
+    units: _Units,
+    dedicated_unit: np.ndarray,
+    dedicated_rep: np.ndarray,
+    acc: _Accounts,
+    owners: pd.DataFrame,
+) -> list[str]:
+    """Criteria no plan can keep within the tolerance, and the reps given a unit of their own."""
+    out = []
+    beyond = {name: b for j, (name, b) in enumerate(bound.items()) if b > tolerance[j]}
+    if beyond:
+        figures = ", ".join(f"{name} {b:.1%}" for name, b in beyond.items())
+        out.append(
+            f"no plan can keep every territory within the tolerance: the least possible largest deviation is "
+            f"{figures} (the largest account or family cannot be split)"
+        )
+    # A unit is named by its member with the most potential.
+    order = np.lexsort((-acc.criteria[:, POTENTIAL], units.of_account))
+    first = order[_first_of_runs(units.of_account[order])]
+    root = np.full(units.size, -1)
+    root[units.of_account[first]] = first
+    for unit, rep in zip(dedicated_unit, dedicated_rep, strict=True):
+        out.append(
+            f"account {acc.ids[root[unit]]!r} is too big for one territory's share, so rep "
+            f"{owners['rep_id'].iloc[rep]} has it to themselves and the other reps share the rest"
+        )
+    if dedicated_rep.size:
+        shared = len(owners) - dedicated_rep.size
+        out.append(
+            f"{dedicated_rep.size} territor{'y is' if dedicated_rep.size == 1 else 'ies are'} a single named "
+            f"account: account count, workload and A-tier count are balanced over the other {shared} "
+            f"territories only (their targets are shared out among those), while potential is reported over "
+            f"every territory, the named account's included; balance_shared gives each criterion over the "
+            f"{shared} shared territories"
+        )
+    return out
 
 
 def account_geometry(
@@ -923,9 +1118,28 @@ def _refine(units: _Units, territory: np.ndarray, problem: _Problem, log: _Solve
             break
         current = best
         territory = current[items.of_unit]
+    exact = units.size * problem.k <= EXACT_MAX_PAIRS
     if solution is not None:
         territory = _repair(units, items, _pin_large_items(items, solution, problem, log), problem, log)
-    if units.size * problem.k <= EXACT_MAX_PAIRS:
+        # In a book where most units are large (cities by population), pinning each to its largest
+        # share can leave a territory far outside the band: the largest units then choose in a mixed
+        # MIP, and that plan is kept when its worst primary criterion is closer to target.
+        if (
+            not exact
+            and _large_units(units.criteria, problem).mean() > MIXED_LARGE_SHARE
+            and not _within_repair_band(units, territory, problem)
+        ):
+            # A step failing in the alternative is no failure of the plan unless that plan is kept.
+            failures = len(log.failures)
+            mixed = _mixed_largest(items, solution, problem, log)
+            other = None if mixed is None else _repair(units, items, mixed, problem, log)
+            if other is not None and (
+                _worst_primary(units, other, problem).max() < _worst_primary(units, territory, problem).max()
+            ):
+                territory = other
+            else:
+                del log.failures[failures:]
+    if exact:
         territory = _exact(units, territory, problem, log)
     return territory
 
@@ -1089,6 +1303,27 @@ def _pin_large_items(
     return solution if x is None else (rows, cols, cost, x)
 
 
+def _mixed_largest(
+    items: _Items, solution: tuple[np.ndarray, ...], problem: _Problem, log: _SolverLog
+) -> tuple[np.ndarray, ...] | None:
+    """The last LP again with the largest units (above HUGE_UNIT_SHARE band half-widths) whole, chosen
+    by a mixed MIP, and then pinned; the other units stay shares. None when there is no such unit or
+    the MIP fails."""
+    rows, cols, cost, _ = solution
+    huge = (items.criteria > HUGE_UNIT_SHARE * problem.band * problem.target.mean(axis=0)).any(axis=1)
+    if not huge.any():
+        return None
+    x = _solve(
+        log, "mixed MIP for the largest units", rows, cols, cost, items.criteria, None, problem,
+        moves=_pair_moves(items, rows, cols), whole=huge[rows],
+    )
+    if x is None:
+        return None
+    best = _best_pair(rows, cols, x, items.size)
+    keep = ~huge[rows] | (cols == best[rows])
+    return rows[keep], cols[keep], cost[keep], x[keep]
+
+
 # ---------------------------------------------------------------------------------------------------
 # The HiGHS models
 
@@ -1104,6 +1339,10 @@ def _solve(
     problem: _Problem,
     integral: bool = False,
     moves: np.ndarray | None = None,
+    exact: bool = False,
+    hard: np.ndarray | None = None,
+    start: np.ndarray | None = None,
+    whole: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """Share of each candidate (row item, column territory) pair in the cheapest assignment that keeps
     every territory (items plus the `fixed` totals) in its band and under capacity; None on failure.
@@ -1113,6 +1352,11 @@ def _solve(
     The MIP (integral) gets the wider repair band and pairs that are 0 or 1. With `moves` (accounts and
     potential each pair takes from its current owner) the disruption budget is a row too, elastic at a
     lower price than balance: balance comes first, then the budget, then shape.
+
+    The exact MIP gets the policy's own band and a tighter gap; the criteria marked in `hard` may not
+    leave it at all (as in the exact MILP baseline), which cuts the search far more than high prices do. With `start` (a territory per item among the pairs) the start is returned
+    instead of the MIP's answer when that answer is no cheaper. With `whole` (a mask of pairs), the LP
+    is a mixed model: those pairs are 0 or 1, the others shares, in the LP's own band.
     """
     k, n_crit, n_pairs = problem.k, len(CRITERIA), len(rows)
     item, pair_item = np.unique(rows, return_inverse=True)
@@ -1154,17 +1398,23 @@ def _solve(
         ),
         shape=(n_rows, n_pairs + n_rows),
     )
-    band = problem.repair_band if integral else problem.band
+    band = problem.exact_band if exact else problem.repair_band if integral else problem.band
     b_ub = np.r_[
         (problem.target * (1 + band) - fixed).ravel(),
         (fixed - problem.target * (1 - band)).ravel(),
         problem.capacity[bounded] - fixed[bounded, COUNT],
         problem.budget[:n_budget],
     ]
+    # Each row in units of its slack (means of its criterion): potential in currency units next to
+    # accounts in ones left the MIP badly scaled, and HiGHS slow to close its gap.
+    row_scale = 1 / np.where(slack_scale > 0, slack_scale, 1.0)
+    a_ub = sparse.diags(row_scale) @ a_ub
+    b_ub = b_ub * row_scale
     a_eq = sparse.csr_matrix(
         (np.ones(n_pairs), (pair_item, np.arange(n_pairs))), shape=(len(item), n_pairs + n_rows)
     )
-    penalty = _slack_penalty(cost, load[:, COUNT], problem) * (MIP_PENALTY_FACTOR if integral else 1.0)
+    mip = integral or whole is not None
+    penalty = _slack_penalty(cost, load[:, COUNT], problem) * (MIP_PENALTY_FACTOR if mip else 1.0)
     budget_penalty = penalty * BUDGET_SHARE_OF_BAND_PENALTY / max(problem.target[:, COUNT].mean(), 1.0)
     c = np.r_[
         cost,
@@ -1172,64 +1422,140 @@ def _solve(
         np.full(bounded.size, penalty * CAPACITY_PENALTY_FACTOR),
         np.full(n_budget, budget_penalty),
     ]
+    slack_upper = np.full(n_rows, np.inf)
+    if hard is not None:
+        hard_rows = np.tile(hard, 2 * k)
+        slack_upper[: 2 * n_band][hard_rows] = 0.0
     if integral:
-        x = _run_mip(log, step, c, a_ub, b_ub, a_eq, n_pairs)
+        gap = EXACT_RELATIVE_GAP if exact else MIP_RELATIVE_GAP
+        x = _run_mip(log, step, c, a_ub, b_ub, a_eq, n_pairs, slack_upper, gap, exact)
+        if x is not None and start is not None:
+            x_start = _start_point(rows, cols, start, a_ub, b_ub, slack_upper)
+            if x_start is not None and c @ x_start <= c @ x:
+                x = x_start
+    elif whole is not None:
+        x = _run_mip(log, step, c, a_ub, b_ub, a_eq, n_pairs, slack_upper, MIXED_RELATIVE_GAP, False, whole)
     else:
         x = _run_lp(log, step, c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=np.ones(len(item)), bounds=(0, None))
     return None if x is None else np.clip(x[:n_pairs], 0.0, 1.0)
 
 
 def _exact(units: _Units, territory: np.ndarray, problem: _Problem, log: _SolverLog) -> np.ndarray:
-    """Lloyd rounds of the exact assignment, from the plan so far: recentre, give every unit the
-    territory of least cost with every territory in the policy's band, until nothing moves. Each round
-    is hinted with the last answer, so the plan only gets better; the rounds share a time cap."""
+    """Lloyd rounds of an integer assignment from the plan so far: recentre, give every unit the
+    territory of least cost with every territory in the policy's band, until a round gains little.
+
+    A round first offers each unit its few cheapest territories (and its current one) with every
+    reachable band hard (HiGHS); when no plan among those meets them all, CP-SAT offers every territory
+    with only the primary criteria hard. A HiGHS round never returns a plan worse than its start.
+    """
     unit_items = _unit_items(units, problem)
-    rows = np.repeat(np.arange(units.size), problem.k)
-    cols = np.tile(np.arange(problem.k), units.size)
-    moves = _pair_moves(unit_items, rows, cols)
-    deadline = time.perf_counter() + EXACT_TIME_LIMIT_S
+    # Bands no plan can meet (a lumpy criterion, whole accounts) stay elastic in the hard rounds.
+    bound = _deviation_lower_bound(units.criteria, problem.target[:, COUNT])
+    hard = np.array([bound[name] <= problem.exact_band[j] for j, name in enumerate(CRITERIA)])
+    primary_only = np.isin(np.arange(len(CRITERIA)), PRIMARY_CRITERIA)
+    # The plan so far may be outside the bands (lumpy books): the first round's answer replaces it.
+    best, best_objective = territory, np.inf
     previous = np.inf
     for _ in range(EXACT_ROUNDS):
-        seconds = min(EXACT_ROUND_TIME_LIMIT_S, deadline - time.perf_counter())
-        if seconds <= 0:
-            break
         _recentre(problem, units, territory)
+        solved = None
+        # Every reachable band hard first, among the cheap pairs; bands that cannot all hold at once
+        # (lumpy tiers in a small book) leave only the primary criteria hard, among all pairs.
+        rows, cols = _exact_pairs(unit_items, territory, problem, EXACT_CANDIDATES)
         cost = _pair_costs(unit_items, rows, cols, problem)
-        # Hard bands guide CP-SAT to balanced plans far better than high prices do; elastic ones are
-        # the fallback when it finds no plan inside them (the hint alone is always a solution there).
-        solved = _solve_exact(log, rows, cols, cost, units.criteria, problem, moves, territory, seconds, True)
-        inside = solved is not None
+        moves = _pair_moves(unit_items, rows, cols)
+        solved = _exact_round(log, rows, cols, cost, units, problem, moves, territory, hard)
+        relaxed = hard & primary_only
+        if solved is None and relaxed.any():
+            # HiGHS took minutes to find any plan here (Fortune 500 over 20 reps); CP-SAT, started from
+            # the plan so far, finds good ones in seconds, and a deterministic time limit keeps it exact
+            # to repeat.
+            rows, cols = _exact_pairs(unit_items, territory, problem, problem.k)
+            cost = _pair_costs(unit_items, rows, cols, problem)
+            moves = _pair_moves(unit_items, rows, cols)
+            solved = _solve_cpsat(log, rows, cols, cost, units.criteria, problem, moves, territory, relaxed)
         if solved is None:
-            seconds = min(EXACT_ROUND_TIME_LIMIT_S, deadline - time.perf_counter())
-            solved = _solve_exact(
-                log, rows, cols, cost, units.criteria, problem, moves, territory, max(seconds, 1.0), False
-            )
-        if solved is None or np.array_equal(solved[0], territory):
-            break
-        if not inside:
             # No plan meets the bands: one elastic round, kept only if no primary criterion's worst
             # territory gets worse (a cheaper price mix is no reason to overload a rep further).
-            if (_worst_primary(units, solved[0], problem) <= _worst_primary(units, territory, problem) + 1e-9).all():
-                territory = solved[0]
+            solved = _exact_round(log, rows, cols, cost, units, problem, moves, territory, None)
+            if solved is not None and (
+                _worst_primary(units, solved, problem) <= _worst_primary(units, territory, problem) + 1e-9
+            ).all():
+                best = solved
             break
-        territory, objective = solved
+        if np.array_equal(solved, territory):
+            break
+        objective = _plan_cost(unit_items, solved, problem)
+        if objective < best_objective:
+            best, best_objective = solved, objective
+        territory = solved
         # Later rounds only polish: stop once a round gains less than EXACT_MIN_GAIN of the objective.
         if objective > previous * (1 - EXACT_MIN_GAIN):
             break
         previous = objective
-    return territory
+    _recentre(problem, units, best)
+    return best
 
 
-def _worst_primary(units: _Units, territory: np.ndarray, problem: _Problem) -> np.ndarray:
-    """Largest relative deviation from target over the territories, per primary criterion."""
-    totals = problem.base_load + _totals(units.criteria, territory, problem.k)
-    primary = list(PRIMARY_CRITERIA)
-    target = problem.target[:, primary]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.nan_to_num(np.abs(totals[:, primary] / target - 1)).max(axis=0)
+def _plan_cost(units: _Items, territory: np.ndarray, problem: _Problem) -> float:
+    """What a plan costs with the territory centres at its own units (the objective a Lloyd round
+    only approximates, as it prices pairs against the centres before it)."""
+    _recentre(problem, units, territory)
+    every = np.arange(units.size)
+    return float(_pair_costs(units, every, territory, problem).sum())
 
 
-def _solve_exact(
+def _exact_pairs(
+    units: _Items, territory: np.ndarray, problem: _Problem, candidates: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each unit's `candidates` cheapest territories, its current one, and any territory without a
+    centre yet: far territories only slow the MIP down, a balanced plan rarely uses them."""
+    every = np.arange(units.size)
+    rows = np.repeat(every, problem.k)
+    cols = np.tile(np.arange(problem.k), units.size)
+    if candidates >= problem.k:
+        return rows, cols
+    cost = _pair_costs(units, rows, cols, problem)
+    order = np.lexsort((cols, cost, rows))
+    rank = np.arange(len(order)) - np.searchsorted(rows[order], rows[order])
+    keep = np.zeros(len(rows), dtype=bool)
+    keep[order[rank < candidates]] = True
+    keep |= (cols == territory[rows]) | ~np.isfinite(problem.centres[cols, 0]) & units.geo[rows]
+    return rows[keep], cols[keep]
+
+
+def _exact_round(
+    log: _SolverLog,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    cost: np.ndarray,
+    units: _Units,
+    problem: _Problem,
+    moves: np.ndarray,
+    start: np.ndarray,
+    hard: np.ndarray | None,
+) -> np.ndarray | None:
+    """Territory per unit from one exact round (the start when the MIP found nothing cheaper), or None
+    when the MIP reports no solution."""
+    x = _solve(
+        log,
+        "exact assignment MIP",
+        rows,
+        cols,
+        cost,
+        units.criteria,
+        None,
+        problem,
+        integral=True,
+        moves=moves,
+        exact=True,
+        hard=hard,
+        start=start,
+    )
+    return None if x is None else _best_pair(rows, cols, x, units.size)
+
+
+def _solve_cpsat(
     log: _SolverLog,
     rows: np.ndarray,
     cols: np.ndarray,
@@ -1238,13 +1564,13 @@ def _solve_exact(
     problem: _Problem,
     moves: np.ndarray,
     hint: np.ndarray,
-    seconds: float,
-    hard: bool,
-) -> tuple[np.ndarray, float] | None:
-    """Territory per item of the cheapest integer assignment among the pairs (CP-SAT) with every
-    territory in the policy's band and under capacity, and the disruption budget kept; elastic like
-    `_solve`, at the MIP's price; with `hard`, the bands of the primary criteria are not elastic.
-    Returns the territories and the objective, or None when CP-SAT reports no solution."""
+    hard: np.ndarray,
+) -> np.ndarray | None:
+    """Territory per item of the cheapest integer assignment among the pairs (CP-SAT, hinted with the
+    plan so far) with every territory in the policy's band and under capacity and the disruption budget
+    kept; elastic like `_solve`, at the MIP's price, except the bands of the criteria marked in `hard`.
+    One worker and a deterministic time limit: the same book always gets the same plan. None when
+    CP-SAT finds no plan inside the hard bands."""
     k, n_crit = problem.k, len(CRITERIA)
     started = time.perf_counter()
     model = cp_model.CpModel()
@@ -1254,16 +1580,17 @@ def _solve_exact(
     for pairs in np.split(by_item, np.flatnonzero(np.diff(rows[by_item])) + 1):
         model.add_exactly_one([x[p] for p in pairs])
     mean = problem.target.mean(axis=0)
-    per_mean = np.where(np.isin(np.arange(n_crit), WHOLE_CRITERIA), mean, EXACT_LOAD_SCALE)
+    whole = np.isin(np.arange(n_crit), WHOLE_CRITERIA)
+    per_mean = np.where(whole, mean, CPSAT_LOAD_SCALE)
     scale = per_mean / np.maximum(mean, 1e-300)
     load = np.rint(criteria[rows] * scale).astype(np.int64)
     # Rounding each continuous load may add up to half a unit per item: the bands shrink by that much.
-    margin = np.where(np.isin(np.arange(n_crit), WHOLE_CRITERIA), 0, len(np.unique(rows)) // 2 + 1)
+    margin = np.where(whole, 0, len(np.unique(rows)) // 2 + 1)
     hi = np.floor((problem.target * (1 + problem.exact_band) - problem.base_load) * scale) - margin
     lo = np.ceil((problem.target * (1 - problem.exact_band) - problem.base_load) * scale) + margin
-    penalty = _slack_penalty(cost, criteria[rows, COUNT], problem) * MIP_PENALTY_FACTOR * EXACT_COST_SCALE
+    penalty = _slack_penalty(cost, criteria[rows, COUNT], problem) * MIP_PENALTY_FACTOR * CPSAT_COST_SCALE
     hinted = cols == hint[rows]
-    # The hint is complete (slacks included), so CP-SAT starts from a solution: the plan so far.
+    # The hint is complete (slacks included), so CP-SAT starts from the plan so far.
     slack_terms, slack_prices, slack_hint = [], [], []
 
     def elastic(
@@ -1292,9 +1619,7 @@ def _solve_exact(
         pairs = np.flatnonzero(cols == t)
         for j in np.flatnonzero(mean > 0):
             price = penalty * CRITERION_SLACK_WEIGHT[j] / per_mean[j]
-            elastic(
-                pairs, load[pairs, j], lo[t, j], hi[t, j], None if hard and j in PRIMARY_CRITERIA else price
-            )
+            elastic(pairs, load[pairs, j], lo[t, j], hi[t, j], None if hard[j] else price)
         if np.isfinite(problem.capacity[t]):
             high = problem.capacity[t] - problem.base_load[t, COUNT]
             elastic(pairs, load[pairs, COUNT], None, high, penalty * CAPACITY_PENALTY_FACTOR / mean[COUNT])
@@ -1302,30 +1627,55 @@ def _solve_exact(
     per_account = np.array([1.0, max(mean[POTENTIAL] / max(mean[COUNT], 1.0), 1e-12)])
     for j in np.flatnonzero(moves.any(axis=0)):
         moved = np.flatnonzero(moves[:, j] > 0)
-        coefficients = np.rint(moves[moved, j] / per_account[j] * EXACT_BUDGET_SCALE).astype(np.int64)
-        high = np.floor(problem.budget[j] / per_account[j] * EXACT_BUDGET_SCALE)
-        price = penalty * BUDGET_SHARE_OF_BAND_PENALTY / max(mean[COUNT], 1.0) / EXACT_BUDGET_SCALE
+        coefficients = np.rint(moves[moved, j] / per_account[j] * CPSAT_BUDGET_SCALE).astype(np.int64)
+        high = np.floor(problem.budget[j] / per_account[j] * CPSAT_BUDGET_SCALE)
+        price = penalty * BUDGET_SHARE_OF_BAND_PENALTY / max(mean[COUNT], 1.0) / CPSAT_BUDGET_SCALE
         elastic(moved, coefficients, None, high, price)
     model.minimize(
-        cp_model.LinearExpr.weighted_sum(x, np.rint(cost * EXACT_COST_SCALE).astype(np.int64).tolist())
+        cp_model.LinearExpr.weighted_sum(x, np.rint(cost * CPSAT_COST_SCALE).astype(np.int64).tolist())
         + cp_model.LinearExpr.weighted_sum(slack_terms, slack_prices)
     )
     model.proto.solution_hint.vars.extend([v.index for v in x + slack_terms])
     model.proto.solution_hint.values.extend(hinted.astype(np.int64).tolist() + slack_hint)
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = seconds
-    solver.parameters.max_deterministic_time = EXACT_ROUND_DETERMINISTIC_LIMIT
-    solver.parameters.num_workers = EXACT_WORKERS
+    solver.parameters.max_time_in_seconds = EXACT_ROUND_TIME_LIMIT_S
+    solver.parameters.max_deterministic_time = CPSAT_DETERMINISTIC_LIMIT
+    solver.parameters.num_workers = 1
+    solver.parameters.random_seed = 0
     status = solver.solve(model)
     log.seconds += time.perf_counter() - started
-    step = "exact assignment (CP-SAT)"
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        if not hard:
-            log.failures.append(f"{step}: CP-SAT status {solver.status_name(status)}")
         return None
+    step = "exact assignment (CP-SAT)"
     log.steps[step] = log.steps.get(step, 0) + 1
     values = solver.boolean_values(series).to_numpy(dtype=float)
-    return _best_pair(rows, cols, values, int(rows.max()) + 1), float(solver.objective_value)
+    return _best_pair(rows, cols, values, int(rows.max()) + 1)
+
+
+def _worst_primary(units: _Units, territory: np.ndarray, problem: _Problem) -> np.ndarray:
+    """Largest relative deviation from target over the territories, per primary criterion."""
+    totals = problem.base_load + _totals(units.criteria, territory, problem.k)
+    primary = list(PRIMARY_CRITERIA)
+    target = problem.target[:, primary]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.nan_to_num(np.abs(totals[:, primary] / target - 1)).max(axis=0)
+
+
+def _start_point(
+    rows: np.ndarray,
+    cols: np.ndarray,
+    start: np.ndarray,
+    a_ub: sparse.csr_matrix,
+    b_ub: np.ndarray,
+    slack_upper: np.ndarray,
+) -> np.ndarray | None:
+    """The start as a point of `_solve`'s model (pairs, then the least slacks that make it feasible),
+    or None when it needs a slack the model forbids."""
+    pairs = (cols == start[rows]).astype(float)
+    slack = np.maximum(a_ub[:, : len(rows)] @ pairs - b_ub, 0.0)
+    if (slack > slack_upper + FRACTIONAL_EPS).any():
+        return None
+    return np.r_[pairs, slack]
 
 
 def _slack_penalty(cost: np.ndarray, count: np.ndarray, problem: _Problem) -> float:
@@ -1351,20 +1701,47 @@ def _run_mip(
     b_ub: np.ndarray,
     a_eq: sparse.csr_matrix,
     n_binary: int,
+    slack_upper: np.ndarray,
+    gap: float,
+    exact: bool,
+    whole: np.ndarray | None = None,
 ) -> np.ndarray | None:
-    """Solve a MIP with HiGHS (binary pair columns first, continuous slacks after); its solution only
-    when HiGHS reports it optimal."""
+    """Solve a MIP with HiGHS (binary pair columns first, or only those marked `whole`, continuous
+    slacks after); its solution only
+    when HiGHS reports it optimal within `gap`. An exact round that hits its time guard keeps the
+    feasible point found by then; infeasibility there is no failure (the elastic model follows)."""
     started = time.perf_counter()
-    n_slack = len(c) - n_binary
     result = milp(
         c,
-        integrality=np.r_[np.ones(n_binary), np.zeros(n_slack)],
-        bounds=Bounds(0, np.r_[np.ones(n_binary), np.full(n_slack, np.inf)]),
+        integrality=np.r_[np.ones(n_binary) if whole is None else whole, np.zeros(len(slack_upper))],
+        bounds=Bounds(0, np.r_[np.ones(n_binary), slack_upper]),
         constraints=[LinearConstraint(a_ub, -np.inf, b_ub), LinearConstraint(a_eq, 1, 1)],
-        options={"time_limit": MIP_TIME_LIMIT_S, "mip_rel_gap": MIP_RELATIVE_GAP},
+        options={
+            "time_limit": EXACT_ROUND_TIME_LIMIT_S if exact else MIP_TIME_LIMIT_S,
+            "mip_rel_gap": gap,
+        },
     )
     log.seconds += time.perf_counter() - started
+    if exact and result.status == 1 and _feasible(result.x, a_ub, b_ub, a_eq, n_binary):
+        log.steps[step] = log.steps.get(step, 0) + 1
+        return result.x
+    if exact and result.status == 2:
+        return None
     return _checked(log, step, result)
+
+
+def _feasible(
+    x: np.ndarray | None, a_ub: sparse.csr_matrix, b_ub: np.ndarray, a_eq: sparse.csr_matrix, n_binary: int
+) -> bool:
+    """Whether a point a time-limited MIP left is a whole assignment inside every row (HiGHS also hands
+    back zeros when it found nothing)."""
+    if x is None:
+        return False
+    pairs = x[:n_binary]
+    whole = np.all(np.minimum(np.abs(pairs), np.abs(pairs - 1)) <= FRACTIONAL_EPS)
+    return bool(
+        whole and np.allclose(a_eq @ x, 1.0) and (a_ub @ x <= b_ub + FRACTIONAL_EPS * np.maximum(1, np.abs(b_ub))).all()
+    )
 
 
 def _checked(log: _SolverLog, step: str, result) -> np.ndarray | None:
@@ -1536,6 +1913,8 @@ def _build_plan(
     policy: TerritoryPolicy,
     warnings: list[str],
     kmeans_baseline: bool,
+    bound: dict[str, float],
+    dedicated_rep: np.ndarray,
 ) -> TerritoryPlan:
     """Assemble the published tables, balance figures, compactness and the k-means baseline."""
     k = len(owners)
@@ -1544,10 +1923,14 @@ def _build_plan(
     totals = _totals(acc.criteria, territory, k)
     centres = group_centres(acc.xyz, np.ones(len(territory)), territory, k)
     balance = _deviations(totals, ramp)
+    shared = np.setdiff1d(np.arange(k), dedicated_rep)
+    balance_shared = _deviations(totals[shared], ramp[shared]) if dedicated_rep.size else dict(balance)
     compactness = _compactness(acc.xyz, centres[territory]) if acc.has_geo.any() else None
     baseline = _kmeans_baseline(acc, k, policy.random_seed) if basis == "geo" and kmeans_baseline else {}
     ratio = compactness / baseline["compactness"] if baseline.get("compactness") else None
-    warnings.extend(_outcome_warnings(balance, totals[:, COUNT], capacity, rep_ids, policy, log))
+    # A dedicated territory is judged on potential only: its rep's load is that one account.
+    judged = {name: balance[name] if name == CRITERIA[POTENTIAL] else balance_shared[name] for name in balance}
+    warnings.extend(_outcome_warnings(judged, totals[:, COUNT], capacity, rep_ids, policy, log))
     steps = [f"{name} x{count}" if count > 1 else name for name, count in log.steps.items()]
     assignments = _assignment_frame(acc, rep_ids, territory, territory_ids, ramp)
     moved = assignments["is_moved"].to_numpy()
@@ -1573,6 +1956,9 @@ def _build_plan(
             "seconds": round(log.seconds, 3),
         },
         warnings=warnings,
+        balance_lower_bound=bound,
+        dedicated_territories=territory_ids[dedicated_rep].tolist(),
+        balance_shared=balance_shared,
     )
 
 

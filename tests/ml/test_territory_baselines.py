@@ -32,7 +32,10 @@ def test_exact_milp_meets_every_band_and_the_plan_comes_close_to_it():
     )
     assert exact["potential"] <= 0.05 + 1e-6 and exact["account_count"] <= 0.05 + 1e-6
     assert exact["compactness"] <= plan.compactness + 1e-6
-    assert plan.compactness <= 1.05 * exact["compactness"]
+    assert plan.compactness <= 1.01 * exact["compactness"]
+    # The exact step stops on its MIP gap, not on a clock: the same book gives the same plan.
+    again = plan_territories(accounts, _reps(3, seed=31), TerritoryPolicy(tolerance=0.05), WORKLOAD)
+    assert again.assignments["rep_id"].tolist() == plan.assignments["rep_id"].tolist()
 
 
 def test_pictures_are_written_as_png(tmp_path):
