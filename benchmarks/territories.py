@@ -2,8 +2,9 @@
 
 Usage: `python benchmarks/territories.py --accounts 100000 --reps 100 --seed 1` (a synthetic clustered book)
 or `python benchmarks/territories.py --input DIR --potential-column NAME [--reps K]` (a real export: its
-accounts file, and its reps file or K reps placed where the accounts are densest). The territory map is
-written under data/reports/, named after the instance, and its path is in the JSON line.
+accounts file, and its reps file or K reps placed where the accounts are densest). The territory map and
+the plan's assignments (territory_assignments_<instance>.csv: every account with its territory and rep) are
+written under --out (default data/reports/), named after the instance, and their paths are in the JSON line.
 """
 
 from __future__ import annotations
@@ -248,7 +249,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=5000)
     parser.add_argument(
-        "--reps", type=int, default=None, help="owner reps (default 20; with --input, the reps file)"
+        "--reps",
+        type=int,
+        default=None,
+        help="generate this many owner reps (default: the input's reps file if it has one, else 20 generated)",
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
@@ -259,6 +263,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--potential-column", default="annual_revenue", help="with --input: the potential column"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=REPORTS_DIR, help="folder for the map and the assignments CSV"
     )
     parser.add_argument(
         "--replan-shift",
@@ -327,16 +334,20 @@ def main() -> None:
                 plan.compactness / found["exact_milp"]["compactness"], 4
             )
         figures["baselines"] = found
+    args.out.mkdir(parents=True, exist_ok=True)
     figures["map"] = str(
         territory_map(
             accounts,
             plan.assignments,
             reps,
-            REPORTS_DIR / f"territory_map_{instance_name(args, k)}.png",
+            args.out / f"territory_map_{instance_name(args, k)}.png",
             f"{instance_name(args, k)}: {k} territories"
             + (f", potential = {args.potential_column}" if args.input else ""),
         )
     )
+    assignments_path = args.out / f"territory_assignments_{instance_name(args, k)}.csv"
+    plan.assignments.to_csv(assignments_path, index=False)
+    figures["assignments"] = str(assignments_path)
     figures["solver"] = plan.solver
     figures["warnings"] = plan.warnings
     print(json.dumps(figures))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -60,3 +62,30 @@ def test_generated_reps_live_where_the_accounts_are_densest():
     nearest_km = [great_circle_km(np.repeat(c[None], 3, axis=0), homes).min() for c in centres]
     # Every crowded city has a rep living there, not in the empty country around them.
     assert max(nearest_km) < 100
+
+
+def test_a_real_export_writes_its_map_and_every_account_once_to_the_out_folder(tmp_path: Path):
+    rng = np.random.default_rng(3)
+    export = tmp_path / "tiny export"
+    export.mkdir()
+    pd.DataFrame({
+        "account_id": [f"A{i}" for i in range(60)],
+        "latitude": rng.uniform(30, 45, 60),
+        "longitude": rng.uniform(-120, -75, 60),
+        "revenue": rng.lognormal(3, 0.3, 60).round(2),
+    }).to_csv(export / "accounts.csv", index=False)
+    out = tmp_path / "out"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "territories.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--input", str(export), "--potential-column", "revenue", "--reps", "3",
+         "--out", str(out)],
+        capture_output=True, text=True, check=True,
+    )
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert figures["map"] == str(out / "territory_map_tiny-export_revenue_3reps.png")
+    assert Path(figures["map"]).stat().st_size > 0
+    plan = pd.read_csv(figures["assignments"])
+    assert figures["assignments"] == str(out / "territory_assignments_tiny-export_revenue_3reps.csv")
+    assert sorted(plan["account_id"]) == sorted(f"A{i}" for i in range(60))
+    assert plan["rep_id"].nunique() == 3
+    assert figures["max_rel_dev"]["account_count"] <= 0.05 + 1e-9
