@@ -896,6 +896,11 @@ def _flag_source(name: str, label: str, pos: np.ndarray, n: int) -> _Source:
     return _Source(name, label, "fit", values, is_flag=True)
 
 
+def _placeholders_missing(text: pd.Series, missing_tokens: Sequence[str]) -> pd.Series:
+    """`text` with every placeholder of `missing_tokens` ("Select", "N/A" ..., any case) missing."""
+    return text.mask(text.str.lower().isin([token.lower() for token in missing_tokens]))
+
+
 def _attribute_sources(attributes: pd.DataFrame, index: pd.Index, missing_tokens: list[str]) -> list[_Source]:
     """Extra account columns as fit inputs: numbers when nearly all filled-in values parse, else categories.
 
@@ -904,8 +909,7 @@ def _attribute_sources(attributes: pd.DataFrame, index: pd.Index, missing_tokens
     """
     if attributes.empty:
         return []
-    text = _text(attributes["value"])
-    text = text.mask(text.str.lower().isin([token.lower() for token in missing_tokens]))
+    text = _placeholders_missing(_text(attributes["value"]), missing_tokens)
     frame = pd.DataFrame({
         "pos": index.get_indexer(attributes["account_id"]),
         "attribute": attributes["attribute"].astype(str).to_numpy(),
@@ -973,13 +977,11 @@ def _signal_sources_at(frame: pd.DataFrame, n: int, missing_tokens: Sequence[str
     """A numeric source per signal whose filled-in values are (nearly) all numbers, else a categorical one
     whose levels are the texts (and any odd number written out); a missing-value token is missing."""
     frame = frame[frame["pos"] >= 0]
-    tokens = [token.lower() for token in missing_tokens]
     sources = []
     for (layer_name, signal), group in frame.groupby(["layer", "signal"], sort=True):
         name, label, layer = f"signal:{signal}", _words(signal), str(layer_name)
         pos = group["pos"].to_numpy()
-        text = group["text"].astype("string")
-        text = text.mask(text.str.lower().isin(tokens))
+        text = _placeholders_missing(group["text"].astype("string"), missing_tokens)
         number = group["value"].to_numpy()
         numeric = ~np.isnan(number)
         filled = numeric | text.notna().to_numpy()
@@ -1958,7 +1960,7 @@ def _encoding_for_new_rows(
         column = pd.Series(pd.NA, index=range(n), dtype="string")
         pos = index.get_indexer(rows["account_id"])
         column.iloc[pos[pos >= 0]] = _text(rows["value"]).to_numpy()[pos >= 0]
-        column = column.mask(column.str.lower().isin([token.lower() for token in model.missing_tokens]))
+        column = _placeholders_missing(column, model.missing_tokens)
     elif name in features.columns:
         column = features[name].reset_index(drop=True)
     else:

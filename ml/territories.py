@@ -1006,13 +1006,8 @@ def _match(
 
 def _home_distance(parts: np.ndarray, idx: np.ndarray, units: _Units, owners: pd.DataFrame) -> np.ndarray:
     """Part-by-rep distance from the part centre to the rep's home, scaled to 0..1 (0 without a home)."""
-    k = len(owners)
-    lat, lon = (
-        pd.to_numeric(_column(owners, c), errors="coerce").to_numpy(dtype=float)
-        for c in ("latitude", "longitude")
-    )
-    home = _to_xyz(lat, lon, np.isfinite(lat) & np.isfinite(lon))
-    centres = group_centres(units.xyz[idx], units.criteria[idx, COUNT], parts, k)
+    home = _rep_homes(owners)
+    centres = group_centres(units.xyz[idx], units.criteria[idx, COUNT], parts, len(owners))
     distance = np.nan_to_num(np.linalg.norm(centres[:, None, :] - home[None, :, :], axis=2))
     return distance / max(distance.max(), 1e-12)
 
@@ -1354,8 +1349,9 @@ def _solve(
     lower price than balance: balance comes first, then the budget, then shape.
 
     The exact MIP gets the policy's own band and a tighter gap; the criteria marked in `hard` may not
-    leave it at all (as in the exact MILP baseline), which cuts the search far more than high prices do. With `start` (a territory per item among the pairs) the start is returned
-    instead of the MIP's answer when that answer is no cheaper. With `whole` (a mask of pairs), the LP
+    leave it at all (as in the exact MILP baseline), which cuts the search far more than high prices
+    do. With `start` (a territory per item among the pairs) the start is returned instead of the
+    MIP's answer when that answer is no cheaper. With `whole` (a mask of pairs), the LP
     is a mixed model: those pairs are 0 or 1, the others shares, in the LP's own band.
     """
     k, n_crit, n_pairs = problem.k, len(CRITERIA), len(rows)
@@ -1458,21 +1454,16 @@ def _exact(units: _Units, territory: np.ndarray, problem: _Problem, log: _Solver
     previous = np.inf
     for _ in range(EXACT_ROUNDS):
         _recentre(problem, units, territory)
-        solved = None
         # Every reachable band hard first, among the cheap pairs; bands that cannot all hold at once
         # (lumpy tiers in a small book) leave only the primary criteria hard, among all pairs.
-        rows, cols = _exact_pairs(unit_items, territory, problem, EXACT_CANDIDATES)
-        cost = _pair_costs(unit_items, rows, cols, problem)
-        moves = _pair_moves(unit_items, rows, cols)
+        rows, cols, cost, moves = _exact_pairs(unit_items, territory, problem, EXACT_CANDIDATES)
         solved = _exact_round(log, rows, cols, cost, units, problem, moves, territory, hard)
         relaxed = hard & primary_only
         if solved is None and relaxed.any():
             # HiGHS took minutes to find any plan here (Fortune 500 over 20 reps); CP-SAT, started from
             # the plan so far, finds good ones in seconds, and a deterministic time limit keeps it exact
             # to repeat.
-            rows, cols = _exact_pairs(unit_items, territory, problem, problem.k)
-            cost = _pair_costs(unit_items, rows, cols, problem)
-            moves = _pair_moves(unit_items, rows, cols)
+            rows, cols, cost, moves = _exact_pairs(unit_items, territory, problem, problem.k)
             solved = _solve_cpsat(log, rows, cols, cost, units.criteria, problem, moves, territory, relaxed)
         if solved is None:
             # No plan meets the bands: one elastic round, kept only if no primary criterion's worst
@@ -1507,21 +1498,21 @@ def _plan_cost(units: _Items, territory: np.ndarray, problem: _Problem) -> float
 
 def _exact_pairs(
     units: _Items, territory: np.ndarray, problem: _Problem, candidates: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each unit's `candidates` cheapest territories, its current one, and any territory without a
-    centre yet: far territories only slow the MIP down, a balanced plan rarely uses them."""
-    every = np.arange(units.size)
-    rows = np.repeat(every, problem.k)
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs of an exact round, with their costs and moves: each unit's `candidates` cheapest
+    territories, its current one, and any territory without a centre yet (far territories only slow
+    the MIP down, a balanced plan rarely uses them)."""
+    rows = np.repeat(np.arange(units.size), problem.k)
     cols = np.tile(np.arange(problem.k), units.size)
-    if candidates >= problem.k:
-        return rows, cols
     cost = _pair_costs(units, rows, cols, problem)
-    order = np.lexsort((cols, cost, rows))
-    rank = np.arange(len(order)) - np.searchsorted(rows[order], rows[order])
-    keep = np.zeros(len(rows), dtype=bool)
-    keep[order[rank < candidates]] = True
-    keep |= (cols == territory[rows]) | ~np.isfinite(problem.centres[cols, 0]) & units.geo[rows]
-    return rows[keep], cols[keep]
+    if candidates < problem.k:
+        order = np.lexsort((cols, cost, rows))
+        rank = np.arange(len(order)) - np.searchsorted(rows[order], rows[order])
+        keep = np.zeros(len(rows), dtype=bool)
+        keep[order[rank < candidates]] = True
+        keep |= (cols == territory[rows]) | ~np.isfinite(problem.centres[cols, 0]) & units.geo[rows]
+        rows, cols, cost = rows[keep], cols[keep], cost[keep]
+    return rows, cols, cost, _pair_moves(units, rows, cols)
 
 
 def _exact_round(
@@ -1707,8 +1698,7 @@ def _run_mip(
     whole: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """Solve a MIP with HiGHS (binary pair columns first, or only those marked `whole`, continuous
-    slacks after); its solution only
-    when HiGHS reports it optimal within `gap`. An exact round that hits its time guard keeps the
+    slacks after); its solution only when HiGHS reports it optimal within `gap`. An exact round that hits its time guard keeps the
     feasible point found by then; infeasibility there is no failure (the elastic model follows)."""
     started = time.perf_counter()
     result = milp(
